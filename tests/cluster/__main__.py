@@ -1,0 +1,47 @@
+"""python -m tests.cluster up|down|status|env"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import cluster
+from .config import Paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.cluster",
+        description="A local single-node Kubernetes cluster built from package registries.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="build what is missing, start everything, wait until ready")
+    sub.add_parser("down", help="stop every process `up` started and remove the cluster state")
+    sub.add_parser("status", help="a table of the components (exit 1 if any is stopped)")
+    sub.add_parser("env", help="shell exports for KUBECONFIG, PATH, registry and S3")
+    args = parser.parse_args(argv)
+
+    paths = Paths.from_env()
+    if args.command == "env":
+        print("\n".join(cluster.env_lines(paths)))
+        return 0
+    if args.command == "status":
+        return cluster.status(paths)
+    if os.geteuid() != 0:
+        print("the cluster runs a kubelet and containerd: run this as root", file=sys.stderr)
+        return 2
+    if args.command == "up":
+        try:
+            cluster.up(paths)
+        except (RuntimeError, TimeoutError) as exc:
+            print(f"[cluster] up failed: {exc}", file=sys.stderr)
+            print(f"[cluster] component logs: {paths.logs}", file=sys.stderr)
+            return 1
+        return 0
+    cluster.down(paths)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""Addresses, ports, paths and versions of the local cluster, in one place.
+
+Everything the cluster serves listens either on loopback or on the node address,
+which lives on the bridge this harness creates (``qso0``).  Pods reach the
+registry and S3 through that address; nothing here targets another host.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GOBUILD_DIR = Path(__file__).resolve().parent / "gobuild"
+IMAGES_DIR = REPO_ROOT / "images"
+
+KUBERNETES_VERSION = "v1.34.4"
+NODE_NAME = "qso-node"
+BRIDGE = "qso0"
+# The bridge's own address is the node address: pods route to it directly, so the
+# registry, S3 and the apiserver are reachable from pods without touching eth0.
+NODE_IP = "10.244.0.1"
+POD_SUBNET = "10.244.0.0/24"
+CLUSTER_CIDR = "10.244.0.0/16"
+SERVICE_CIDR = "10.96.0.0/16"
+KUBERNETES_SERVICE_IP = "10.96.0.1"
+DNS_SERVICE_IP = "10.96.0.10"
+CLUSTER_DOMAIN = "cluster.local"
+
+APISERVER_PORT = 6443
+ETCD_CLIENT_PORT = 2379
+ETCD_PEER_PORT = 2380
+KUBELET_PORT = 10250
+REGISTRY_PORT = 5000
+S3_PORT = 8333
+WEED_MASTER_PORT = 9333
+WEED_VOLUME_PORT = 8081
+WEED_FILER_PORT = 8888
+
+REGISTRY = f"{NODE_IP}:{REGISTRY_PORT}"
+S3_BUCKET = "qiskit-serverless"
+S3_ENDPOINT = f"http://{NODE_IP}:{S3_PORT}"
+
+DEBIAN_SUITE = "bookworm"
+APT_PACKAGES = (
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "iptables",
+    "conntrack",
+    "iproute2",
+    "kmod",
+    "debootstrap",
+    "umoci",
+    "skopeo",
+    "docker-registry",
+    "ca-certificates",
+)
+CNI_BIN_DIR = Path("/usr/lib/cni")
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else default
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Builds are cached (kept across ``down``); state is per cluster (removed by ``down``)."""
+
+    cache: Path
+    state: Path
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        xdg = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        return cls(
+            cache=_env_path("QSO_CACHE_DIR", xdg / "qiskit-serverless-operator"),
+            state=_env_path("QSO_STATE_DIR", Path("/var/lib/qso-cluster")),
+        )
+
+    @property
+    def bin(self) -> Path:
+        return self.cache / "bin"
+
+    @property
+    def pki(self) -> Path:
+        return self.state / "pki"
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def pids(self) -> Path:
+        return self.state / "pids"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state / "admin.kubeconfig"
+
+    @property
+    def info(self) -> Path:
+        """The machine-readable description of a running cluster (tests read it)."""
+        return self.state / "cluster.json"
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.state / "containerd" / "containerd.sock"
+
+    def component_log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"

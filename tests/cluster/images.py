@@ -1,0 +1,276 @@
+"""OCI images built without a daemon and without pulling from any registry.
+
+- ``pause`` and ``coredns``: one static binary in an otherwise empty image.
+- ``runtime``: a Debian rootfs from debootstrap, a venv with the runtime Python
+  packages (wheels fetched on the host with the machine's pip settings, then
+  installed offline inside the rootfs), a non-root user.
+
+Images are OCI layouts in the cache, tagged by a hash of their inputs, so an
+unchanged image is never rebuilt; ``push`` copies a layout into the local
+registry with skopeo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import config
+from .progress import run_with_heartbeat, say
+
+# Bump when the recipe below changes in a way its inputs do not show.
+_RUNTIME_RECIPE = "3"
+RUNTIME_UID = 1000
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    tag: str
+    layout: Path
+
+    @property
+    def ref(self) -> str:
+        return f"{config.REGISTRY}/qso/{self.name}:{self.tag}"
+
+
+def _run(argv: list[str | Path], **kwargs) -> None:
+    subprocess.run([str(a) for a in argv], check=True, **kwargs)
+
+
+def _umoci_image(layout: Path, tag: str, bundle: Path) -> None:
+    _run(["umoci", "init", "--layout", layout])
+    _run(["umoci", "new", "--image", f"{layout}:{tag}"])
+    _run(["umoci", "unpack", "--image", f"{layout}:{tag}", bundle])
+
+
+def _umoci_finish(layout: Path, tag: str, bundle: Path, config_args: list[str]) -> None:
+    _run(["umoci", "repack", "--image", f"{layout}:{tag}", bundle])
+    _run(["umoci", "config", "--image", f"{layout}:{tag}", *config_args])
+    _run(["umoci", "gc", "--layout", layout])
+
+
+def _file_digest(*parts: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()[:16]
+
+
+def binary_image(paths: config.Paths, name: str, binary: Path) -> Image:
+    """An image holding only ``/<binary name>``, its entrypoint."""
+    tag = _file_digest(name.encode(), binary.read_bytes())
+    layout = paths.cache / "images" / f"{name}-{tag}"
+    if not (layout / ".complete").exists():
+        shutil.rmtree(layout, ignore_errors=True)
+        bundle = layout.with_name(layout.name + ".bundle")
+        shutil.rmtree(bundle, ignore_errors=True)
+        _umoci_image(layout, tag, bundle)
+        target = bundle / "rootfs" / binary.name
+        shutil.copy2(binary, target)
+        target.chmod(0o755)
+        _umoci_finish(layout, tag, bundle, ["--config.entrypoint", f"/{binary.name}"])
+        shutil.rmtree(bundle)
+        (layout / ".complete").write_text(tag + "\n")
+    return Image(name, tag, layout)
+
+
+def _requirement_lines(path: Path) -> list[str]:
+    lines = []
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            lines.append(line)
+    return lines
+
+
+def _debian_mirror() -> str | None:
+    """The Debian mirror apt is configured with, so debootstrap uses the same one."""
+    sources = Path("/etc/apt/sources.list.d/debian.sources")
+    if sources.exists():
+        for line in sources.read_text().splitlines():
+            if line.startswith("URIs:"):
+                return line.split()[1]
+    legacy = Path("/etc/apt/sources.list")
+    if legacy.exists():
+        for line in legacy.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "deb" and "security" not in parts[1]:
+                return parts[1]
+    return None
+
+
+def runtime_inputs() -> dict[str, object]:
+    runtime_dir = config.IMAGES_DIR / "runtime"
+    return {
+        "recipe": _RUNTIME_RECIPE,
+        "suite": config.DEBIAN_SUITE,
+        "debian": _requirement_lines(runtime_dir / "debian-packages.txt"),
+        "requirements": _requirement_lines(runtime_dir / "requirements.txt"),
+        "constraints": (config.REPO_ROOT / "requirements" / "constraints.txt").read_text(),
+        "uid": RUNTIME_UID,
+    }
+
+
+def runtime_tag() -> str:
+    return _file_digest(json.dumps(runtime_inputs(), sort_keys=True).encode())
+
+
+def _wheelhouse(paths: config.Paths, tag: str, requirements: Path, constraints: Path) -> Path:
+    """Wheels for the runtime packages, fetched with the host's own pip configuration."""
+    wheels = paths.cache / "wheels" / tag
+    if (wheels / ".complete").exists():
+        return wheels
+    shutil.rmtree(wheels, ignore_errors=True)
+    wheels.mkdir(parents=True)
+    run_with_heartbeat(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--wheel-dir",
+            wheels,
+            "-r",
+            requirements,
+            "-c",
+            constraints,
+        ],
+        what="runtime image: fetching wheels",
+        log=paths.cache / "logs" / "runtime-wheels.log",
+    )
+    (wheels / ".complete").write_text("ok\n")
+    return wheels
+
+
+def runtime_image(paths: config.Paths) -> Image:
+    """The runtime base image every job pod starts from (cached by content)."""
+    tag = runtime_tag()
+    layout = paths.cache / "images" / f"runtime-{tag}"
+    image = Image("runtime", tag, layout)
+    if (layout / ".complete").exists():
+        return image
+    inputs = runtime_inputs()
+    runtime_dir = config.IMAGES_DIR / "runtime"
+    constraints = config.REPO_ROOT / "requirements" / "constraints.txt"
+    wheels = _wheelhouse(paths, tag, runtime_dir / "requirements.txt", constraints)
+
+    shutil.rmtree(layout, ignore_errors=True)
+    bundle = layout.with_name(layout.name + ".bundle")
+    shutil.rmtree(bundle, ignore_errors=True)
+    _umoci_image(layout, tag, bundle)
+    rootfs = bundle / "rootfs"
+    logs = paths.cache / "logs"
+
+    argv: list[str | Path] = [
+        "debootstrap",
+        "--variant=minbase",
+        "--include=" + ",".join(inputs["debian"]),  # type: ignore[arg-type]
+        config.DEBIAN_SUITE,
+        rootfs,
+    ]
+    mirror = _debian_mirror()
+    if mirror:
+        argv.append(mirror)
+    run_with_heartbeat(
+        argv, what="runtime image: debootstrap", log=logs / "runtime-debootstrap.log"
+    )
+
+    staging = rootfs / "tmp" / "qso-build"
+    staging.mkdir(parents=True)
+    shutil.copytree(wheels, staging / "wheels")
+    shutil.copy2(runtime_dir / "requirements.txt", staging / "requirements.txt")
+    shutil.copy2(constraints, staging / "constraints.txt")
+    script = f"""set -eu
+python3 -m venv /opt/venv
+/opt/venv/bin/pip install --no-index --find-links /tmp/qso-build/wheels \\
+    -r /tmp/qso-build/requirements.txt -c /tmp/qso-build/constraints.txt
+groupadd --gid {RUNTIME_UID} qiskit
+useradd --uid {RUNTIME_UID} --gid {RUNTIME_UID} --create-home --shell /bin/sh qiskit
+apt-get clean
+rm -rf /tmp/qso-build /var/lib/apt/lists/* /var/cache/apt/* /usr/share/doc/* /usr/share/man/*
+"""
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_NO_CACHE_DIR": "1",
+    }
+    run_with_heartbeat(
+        ["chroot", rootfs, "/bin/sh", "-c", script],
+        what="runtime image: installing Python packages",
+        log=logs / "runtime-install.log",
+        env=env,
+    )
+    run_with_heartbeat(
+        ["umoci", "repack", "--image", f"{layout}:{tag}", bundle],
+        what="runtime image: packing the layer",
+        log=logs / "runtime-repack.log",
+    )
+    path = "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    _run(
+        [
+            "umoci",
+            "config",
+            "--image",
+            f"{layout}:{tag}",
+            "--config.env",
+            f"PATH={path}",
+            "--config.env",
+            "PYTHONUNBUFFERED=1",
+            "--config.env",
+            "LANG=C.UTF-8",
+            "--config.env",
+            "HOME=/home/qiskit",
+            "--config.user",
+            f"{RUNTIME_UID}:{RUNTIME_UID}",
+            "--config.workingdir",
+            "/home/qiskit",
+            "--config.entrypoint",
+            "/usr/bin/tini",
+            "--config.entrypoint",
+            "--",
+            "--config.cmd",
+            "python3",
+            "--config.label",
+            f"org.opencontainers.image.title=qso-runtime-{tag}",
+        ]
+    )
+    _run(["umoci", "gc", "--layout", layout])
+    shutil.rmtree(bundle)
+    (layout / ".complete").write_text(tag + "\n")
+    return image
+
+
+def _policy(paths: config.Paths) -> Path:
+    # skopeo requires a signature policy; local images from our own layouts are unsigned.
+    policy = paths.state / "containers-policy.json"
+    if not policy.exists():
+        policy.parent.mkdir(parents=True, exist_ok=True)
+        policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    return policy
+
+
+def push(paths: config.Paths, image: Image) -> None:
+    say(f"pushing {image.ref}")
+    _run(
+        [
+            "skopeo",
+            "--policy",
+            _policy(paths),
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            f"oci:{image.layout}:{image.tag}",
+            f"docker://{image.ref}",
+        ],
+        env={**os.environ},
+    )

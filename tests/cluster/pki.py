@@ -1,0 +1,240 @@
+"""The cluster's certificates and keys, made with `cryptography` the way kubeadm lays them out.
+
+One CA signs every serving and client certificate; a separate key pair signs
+service-account tokens.  Client identities follow Kubernetes' bootstrap RBAC
+(system:kube-controller-manager, system:node:<name> in system:nodes, ...), so the
+built-in roles apply and nothing runs with more rights than kubeadm would give it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from . import config
+
+_VALIDITY = datetime.timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class Cert:
+    """A leaf certificate: file stem, subject and what it may be used for."""
+
+    name: str
+    common_name: str
+    organizations: tuple[str, ...] = ()
+    server: bool = False
+    client: bool = False
+    dns_names: tuple[str, ...] = ()
+    ips: tuple[str, ...] = field(default_factory=tuple)
+
+
+def cluster_certs() -> tuple[Cert, ...]:
+    node = config.NODE_NAME
+    svc = "kubernetes.default.svc"
+    return (
+        Cert(
+            "apiserver",
+            "kube-apiserver",
+            server=True,
+            dns_names=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                svc,
+                f"{svc}.{config.CLUSTER_DOMAIN}",
+                node,
+            ),
+            ips=("127.0.0.1", config.NODE_IP, config.KUBERNETES_SERVICE_IP),
+        ),
+        Cert(
+            "etcd-server",
+            "etcd",
+            server=True,
+            client=True,
+            dns_names=("localhost",),
+            ips=("127.0.0.1",),
+        ),
+        Cert("apiserver-etcd-client", "kube-apiserver-etcd-client", client=True),
+        # The apiserver calls kubelets (logs, exec) with this identity; kubelet asks the
+        # apiserver to authorize it (webhook), and system:masters may.
+        Cert(
+            "apiserver-kubelet-client",
+            "kube-apiserver-kubelet-client",
+            organizations=("system:masters",),
+            client=True,
+        ),
+        Cert("admin", "qso-admin", organizations=("system:masters",), client=True),
+        Cert("controller-manager", "system:kube-controller-manager", client=True),
+        Cert("scheduler", "system:kube-scheduler", client=True),
+        Cert("kube-proxy", "system:kube-proxy", client=True),
+        Cert("kubelet-client", f"system:node:{node}", organizations=("system:nodes",), client=True),
+        Cert(
+            "kubelet-server",
+            node,
+            server=True,
+            dns_names=(node, "localhost"),
+            ips=("127.0.0.1", config.NODE_IP),
+        ),
+    )
+
+
+def _name(common_name: str, organizations: tuple[str, ...] = ()) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attrs)
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+
+
+def _write_cert(path: Path, cert: x509.Certificate) -> None:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def make_ca(now: datetime.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = _key()
+    name = _name("qso-cluster-ca")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + 10 * _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def make_leaf(
+    spec: Cert,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    now: datetime.datetime,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = _key()
+    usages = []
+    if spec.server:
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+    if spec.client:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(spec.common_name, spec.organizations))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+    )
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in spec.dns_names]
+    sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in spec.ips]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return key, builder.sign(ca_key, hashes.SHA256())
+
+
+def ensure_pki(directory: Path) -> None:
+    """Create the CA, every leaf and the service-account key pair once per cluster."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if (directory / ".complete").exists():
+        return
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, ca_cert = make_ca(now)
+    _write_key(directory / "ca.key", ca_key)
+    _write_cert(directory / "ca.crt", ca_cert)
+    for spec in cluster_certs():
+        key, cert = make_leaf(spec, ca_key, ca_cert, now)
+        _write_key(directory / f"{spec.name}.key", key)
+        _write_cert(directory / f"{spec.name}.crt", cert)
+    sa_key = _key()
+    _write_key(directory / "sa.key", sa_key)
+    (directory / "sa.pub").write_bytes(
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    (directory / ".complete").write_text("ok\n")
+
+
+def kubeconfig(*, server: str, pki: Path, user: str, cert: str) -> dict:
+    """A kubeconfig that embeds nothing: it names the PKI files, so rotating is one `up`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "qso",
+                "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate": str(pki / f"{cert}.crt"),
+                    "client-key": str(pki / f"{cert}.key"),
+                },
+            }
+        ],
+        "contexts": [
+            {"name": "qso", "context": {"cluster": "qso", "user": user, "namespace": "default"}}
+        ],
+        "current-context": "qso",
+    }

@@ -1,0 +1,1 @@
+from tests.kube import api_client, cluster, core, namespace  # noqa: F401 (pytest fixtures)
