@@ -1,0 +1,54 @@
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import procs
+from tests.cluster.config import Paths
+
+
+@pytest.fixture
+def paths(tmp_path):
+    return Paths(cache=tmp_path / "cache", state=tmp_path / "state")
+
+
+def test_start_is_idempotent_and_stop_ends_the_process(paths):
+    pid = procs.start(paths, "sleeper", ["sleep", "60"])
+    try:
+        assert procs.running_pid(paths, "sleeper") == pid
+        assert procs.start(paths, "sleeper", ["sleep", "60"]) == pid
+        assert "starting: sleep 60" in paths.component_log("sleeper").read_text()
+    finally:
+        procs.stop(paths, "sleeper", grace=5)
+    assert procs.running_pid(paths, "sleeper") is None
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_a_reused_pid_is_not_mistaken_for_ours(paths):
+    pid = procs.start(paths, "sleeper", ["sleep", "60"])
+    try:
+        pidfile = paths.pids / "sleeper.pid"
+        # Same pid, different start time: what a recycled pid looks like.
+        pidfile.write_text(f"{pid} 1\n")
+        assert procs.running_pid(paths, "sleeper") is None
+        procs.stop(paths, "sleeper")
+        assert os.path.exists(f"/proc/{pid}"), "stop() must not signal a process it did not start"
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+
+
+def test_exited_early_reports_the_log_tail(paths):
+    procs.start(paths, "crasher", ["sh", "-c", "echo boom-marker; exit 3"])
+    deadline = time.monotonic() + 5
+    while procs.exited_early(paths, "crasher") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    report = procs.exited_early(paths, "crasher")
+    assert report is not None and "boom-marker" in report
+
+
+def test_wait_for_fails_fast_when_the_component_died():
+    with pytest.raises(RuntimeError, match="apiserver died"):
+        procs.wait_for(lambda: False, what="x", timeout=30, alive=lambda: "apiserver died")
