@@ -84,7 +84,18 @@ def setup_host_network() -> None:
     _ip("route", "replace", config.SERVICE_CIDR, "dev", config.BRIDGE, "src", config.NODE_IP)
 
 
+def _remove_kube_iptables_rules() -> None:
+    """The kubelet's own chains (KUBE-FIREWALL, canaries) that kube-proxy --cleanup leaves."""
+    for tool in ("iptables", "ip6tables"):
+        saved = subprocess.run([f"{tool}-save"], capture_output=True, text=True)
+        if saved.returncode != 0 or "KUBE-" not in saved.stdout:
+            continue
+        kept = "".join(line + "\n" for line in saved.stdout.splitlines() if "KUBE-" not in line)
+        subprocess.run([f"{tool}-restore"], input=kept, text=True, capture_output=True)
+
+
 def teardown_host_network() -> None:
+    _remove_kube_iptables_rules()
     _ip("route", "del", config.SERVICE_CIDR, check=False)
     _ip("link", "del", config.BRIDGE, check=False)
 
