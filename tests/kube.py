@@ -8,9 +8,14 @@ must not pass because nothing ran.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -113,3 +118,111 @@ def wait_pod_finished(
         return pod if pod.status.phase in ("Succeeded", "Failed") else None
 
     return wait_until(finished, timeout=timeout, what=f"pod {namespace}/{name} to finish")
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def kubectl(
+    cluster: dict[str, Any], *args: str, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [f"{cluster['tools']}/kubectl", f"--kubeconfig={cluster['kubeconfig']}", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        check=check,
+    )
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: dict[str, Any]) -> None:
+    """The project's CRDs, applied from crds/ (their single source) and Established."""
+    kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
+    kubectl(
+        cluster,
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/serverlessjobs.serverless.qiskit.org",
+        "crd/qiskitfunctions.serverless.qiskit.org",
+    )
+
+
+class OperatorProcess:
+    """The operator as a local process against the test cluster (restartable, killable)."""
+
+    def __init__(self, cluster: dict[str, Any], log_path: Path) -> None:
+        self.cluster = cluster
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        s3 = cluster["s3"]
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": cluster["kubeconfig"],
+            "QSO_S3_ENDPOINT": s3["endpoint"],
+            "QSO_S3_BUCKET": s3["bucket"],
+            "QSO_S3_ACCESS_KEY": s3["access_key"],
+            "QSO_S3_SECRET_KEY": s3["secret_key"],
+            "QSO_RUNTIME_IMAGE": cluster["images"]["runtime"],
+            "QSO_GATEWAY_URL": f"http://{cluster['node_ip']}:8000",
+            "QSO_GATEWAY_BIND": cluster["node_ip"],
+            "QSO_METRICS_BIND": "127.0.0.1",
+            "QSO_METRICS_PORT": "9090",
+            "QSO_FINISHED_POD_TTL_SECONDS": "120",
+        }
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "qiskit_serverless_operator",
+                "--liveness",
+                "http://127.0.0.1:8080/healthz",
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+        def healthy() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                pytest.fail(f"operator exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:8080/healthz", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_until(healthy, timeout=60, what="the operator's liveness endpoint", interval=0.5)
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no finalizers, exactly like a crashed pod."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: dict[str, Any], crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    log_dir = Path(cluster["logs"])
+    proc = OperatorProcess(cluster, log_dir / "operator-tests.log")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

@@ -39,3 +39,34 @@ class FunctionPhase(StrEnum):
     BUILDING = "Building"
     READY = "Ready"
     FAILED = "Failed"
+
+
+PHASE_ORDER = {
+    JobPhase.QUEUED: 0,
+    JobPhase.INITIALIZING: 1,
+    JobPhase.RUNNING: 2,
+    JobPhase.DONE: 3,
+    JobPhase.ERROR: 3,
+    JobPhase.CANCELED: 3,
+}
+
+# Labels and annotations on the objects the operator creates (its own domain, so
+# Argo CD can be told to ignore them and nothing collides with other controllers).
+LABEL_JOB = f"{GROUP}/job"
+LABEL_FUNCTION = f"{GROUP}/function"
+LABEL_COMPONENT = f"{GROUP}/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "qiskit-serverless-operator"
+FINALIZER = f"{GROUP}/cleanup"
+
+# Inside the job pod (the qiskit_serverless program-side contract).
+ARGUMENTS_FILE = "arguments.json"
+POD_ARGUMENTS_DIR = "/run/qso/arguments"
+POD_RUNTIME_DIR = "/run/qso/runtime"
+POD_SOURCE_DIR = "/function"
+POD_RESULTS_PATH = "/results/result.json"
+POD_DATA_DIR = "/data"
+RUNTIME_MODULE = "qiskit_serverless_operator.runtime"
+
+# Kubernetes limits the operator checks before the apiserver does, to say something useful.
+SECRET_MAX_BYTES = 1024 * 1024

@@ -107,9 +107,21 @@ def _debian_mirror() -> str | None:
     return None
 
 
+def runtime_package_files() -> list[Path]:
+    """The in-pod part of our package (stdlib only), copied into the image's venv."""
+    package = config.REPO_ROOT / "operator" / "qiskit_serverless_operator"
+    return [
+        package / "__init__.py",
+        package / "constants.py",
+        *sorted((package / "runtime").glob("*.py")),
+    ]
+
+
 def runtime_inputs() -> dict[str, object]:
     runtime_dir = config.IMAGES_DIR / "runtime"
+    package = config.REPO_ROOT / "operator"
     return {
+        "package": {str(p.relative_to(package)): p.read_text() for p in runtime_package_files()},
         "recipe": _RUNTIME_RECIPE,
         "suite": config.DEBIAN_SUITE,
         "debian": _requirement_lines(runtime_dir / "debian-packages.txt"),
@@ -188,10 +200,17 @@ def runtime_image(paths: config.Paths) -> Image:
     shutil.copytree(wheels, staging / "wheels")
     shutil.copy2(runtime_dir / "requirements.txt", staging / "requirements.txt")
     shutil.copy2(constraints, staging / "constraints.txt")
+    for path in runtime_package_files():
+        target = staging / "package" / path.relative_to(config.REPO_ROOT / "operator")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
     script = f"""set -eu
 python3 -m venv /opt/venv
 /opt/venv/bin/pip install --no-index --find-links /tmp/qso-build/wheels \\
     -r /tmp/qso-build/requirements.txt -c /tmp/qso-build/constraints.txt
+cp -r /tmp/qso-build/package/qiskit_serverless_operator \
+    "$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/"
+/opt/venv/bin/python -m compileall -q /opt/venv/lib
 groupadd --gid {RUNTIME_UID} qiskit
 useradd --uid {RUNTIME_UID} --gid {RUNTIME_UID} --create-home --shell /bin/sh qiskit
 apt-get clean

@@ -1,1 +1,1 @@
-from tests.kube import api_client, cluster, core, namespace  # noqa: F401 (pytest fixtures)
+from tests.kube import api_client, cluster, core, crds, namespace, operator  # noqa: F401

@@ -1,0 +1,62 @@
+"""python -m qiskit_serverless_operator: run the operator (kopf) against the current cluster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+import kopf
+
+from .config import ConfigError, OperatorConfig
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # kopf's own credential loaders: no need to import the `kubernetes` client here.
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="qiskit-serverless-operator",
+        description="Reconcile QiskitFunctions and ServerlessJobs.",
+    )
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    parser.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        help="kopf liveness endpoint (empty to disable)",
+    )
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        cfg = OperatorConfig.from_env()
+    except ConfigError as exc:
+        print(f"qiskit-serverless-operator: {exc}", file=sys.stderr)
+        return 2
+    from .controller import handlers  # noqa: F401  (registers the handlers with kopf)
+
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or (),
+            peering_name=cfg.peering,
+            liveness_endpoint=args.liveness or None,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Operator configuration, read once from the environment (a ConfigMap/Secret in-cluster)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint: str
+    bucket: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    region: str = "us-east-1"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    s3: S3Settings
+    # The image jobs run when their function brings source but no image of its own.
+    runtime_image: str
+    # Where job pods reach the operator's HTTP endpoint (update_status).
+    gateway_url: str
+    gateway_bind: str = "0.0.0.0"
+    gateway_port: int = 8000
+    metrics_port: int = 9090
+    metrics_bind: str = "0.0.0.0"
+    # Finished job pods (and their batch Jobs) are removed this long after they end;
+    # the ServerlessJob and its stored result and logs stay.
+    finished_pod_ttl_seconds: int = 300
+    # On ServerlessJob deletion: keep (True) or delete (False) its result and logs.
+    retain_objects_on_delete: bool = False
+    # Logs kept per job (the tail), like the reference implementation's cap.
+    max_log_bytes: int = 50 * 1024 * 1024
+    # Presigned URLs handed to pods are valid this long past the job's timeout.
+    url_grace_seconds: int = 3600
+    default_timeout_seconds: int = 24 * 3600
+    default_cpu: str = "500m"
+    default_memory: str = "1Gi"
+    namespace: str | None = None  # None: all namespaces
+    peering: str = "qiskit-serverless-operator"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
+        env = dict(os.environ if env is None else env)
+        missing = [
+            name
+            for name in (
+                "QSO_S3_ENDPOINT",
+                "QSO_S3_BUCKET",
+                "QSO_S3_ACCESS_KEY",
+                "QSO_S3_SECRET_KEY",
+                "QSO_RUNTIME_IMAGE",
+                "QSO_GATEWAY_URL",
+            )
+            if not env.get(name)
+        ]
+        if missing:
+            raise ConfigError("missing operator settings: " + ", ".join(missing))
+        return cls(
+            s3=S3Settings(
+                endpoint=env["QSO_S3_ENDPOINT"],
+                bucket=env["QSO_S3_BUCKET"],
+                access_key=env["QSO_S3_ACCESS_KEY"],
+                secret_key=env["QSO_S3_SECRET_KEY"],
+                region=env.get("QSO_S3_REGION", "us-east-1"),
+            ),
+            runtime_image=env["QSO_RUNTIME_IMAGE"],
+            gateway_url=env["QSO_GATEWAY_URL"].rstrip("/"),
+            gateway_bind=env.get("QSO_GATEWAY_BIND", "0.0.0.0"),
+            gateway_port=_int(env, "QSO_GATEWAY_PORT", 8000),
+            metrics_port=_int(env, "QSO_METRICS_PORT", 9090),
+            metrics_bind=env.get("QSO_METRICS_BIND", "0.0.0.0"),
+            finished_pod_ttl_seconds=_int(env, "QSO_FINISHED_POD_TTL_SECONDS", 300),
+            retain_objects_on_delete=_bool(env, "QSO_RETAIN_OBJECTS_ON_DELETE", False),
+            max_log_bytes=_int(env, "QSO_MAX_LOG_BYTES", 50 * 1024 * 1024),
+            default_timeout_seconds=_int(env, "QSO_DEFAULT_TIMEOUT_SECONDS", 24 * 3600),
+            default_cpu=env.get("QSO_DEFAULT_CPU", "500m"),
+            default_memory=env.get("QSO_DEFAULT_MEMORY", "1Gi"),
+            namespace=env.get("QSO_NAMESPACE") or None,
+            peering=env.get("QSO_PEERING", "qiskit-serverless-operator"),
+        )

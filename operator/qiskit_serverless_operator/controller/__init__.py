@@ -1,0 +1,1 @@
+"""kopf handlers: functions, jobs (the scheduler, pod and build handlers join them later)."""

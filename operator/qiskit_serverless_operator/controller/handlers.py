@@ -1,0 +1,96 @@
+"""kopf registrations: which changes trigger which reconcile.
+
+Every trigger funnels into ``reconcile_job`` or ``reconcile_function``, which read the
+cluster afresh; the triggers only decide *when* to look, never *what* to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from .. import constants as c
+from .. import metrics
+from ..config import OperatorConfig
+from ..kube import Kube
+from ..storage import ObjectStore
+from .context import Context, set_context
+from .functions import reconcile_function
+from .jobs import cleanup_job, reconcile_job
+
+log = logging.getLogger(__name__)
+
+OWNED = {c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_JOB: kopf.PRESENT}
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    cfg = OperatorConfig.from_env()
+    set_context(Context(config=cfg, kube=Kube(), store=ObjectStore(cfg.s3)))
+    # Our own domain for kopf's bookkeeping, so Argo CD can be told to ignore it.
+    settings.persistence.finalizer = c.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=c.GROUP, key="last-handled-configuration"
+    )
+    settings.peering.name = cfg.peering
+    settings.peering.mandatory = False
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    # Restart a watch that has been silent this long (a stuck connection looks like that).
+    settings.watching.inactivity_timeout = 600
+    settings.networking.request_timeout = 30
+    settings.batching.worker_limit = 20
+    settings.execution.max_workers = 8
+    metrics.serve(cfg.metrics_port, cfg.metrics_bind)
+    log.info("operator configured: runtime image %s, bucket %s", cfg.runtime_image, cfg.s3.bucket)
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+@kopf.on.resume(c.GROUP, c.VERSION, c.JOB_PLURAL)
+@kopf.on.create(c.GROUP, c.VERSION, c.JOB_PLURAL)
+@kopf.on.update(c.GROUP, c.VERSION, c.JOB_PLURAL, field="spec")
+async def job_changed(name: str, namespace: str, **_: Any) -> None:
+    await reconcile_job(namespace, name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=OWNED)
+@kopf.on.event("", "v1", "pods", labels=OWNED)
+async def child_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
+    parent = body.get("metadata", {}).get("labels", {}).get(c.LABEL_JOB)
+    if parent:
+        await reconcile_job(namespace, parent)
+
+
+@kopf.timer(
+    c.GROUP,
+    c.VERSION,
+    c.JOB_PLURAL,
+    interval=30,
+    initial_delay=30,
+    when=lambda status, **_: status.get("phase") in (c.JobPhase.INITIALIZING, c.JobPhase.RUNNING),
+)
+async def job_safety_net(name: str, namespace: str, **_: Any) -> None:
+    """A missed watch event must not leave a job stuck: look again every 30 s while it runs."""
+    await reconcile_job(namespace, name)
+
+
+@kopf.on.delete(c.GROUP, c.VERSION, c.JOB_PLURAL)
+async def job_deleted(body: kopf.Body, **_: Any) -> None:
+    await cleanup_job(dict(body))
+
+
+# ----------------------------------------------------------------------------- functions
+
+
+@kopf.on.resume(c.GROUP, c.VERSION, c.FUNCTION_PLURAL)
+@kopf.on.create(c.GROUP, c.VERSION, c.FUNCTION_PLURAL)
+@kopf.on.update(c.GROUP, c.VERSION, c.FUNCTION_PLURAL, field="spec")
+async def function_changed(body: kopf.Body, **_: Any) -> None:
+    await reconcile_function(dict(body))

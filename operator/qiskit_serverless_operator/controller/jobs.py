@@ -1,0 +1,416 @@
+"""ServerlessJob reconciliation: from QUEUED to a terminal phase, level-triggered.
+
+``reconcile_job`` reads the ServerlessJob, its function, batch Job and pod fresh from
+the API every time and decides the next step from them alone, so it may run any
+number of times, from any trigger, before or after a crash.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import secrets
+from typing import Any
+
+import kopf
+
+from .. import constants as c
+from .. import metrics, storage
+from ..constants import JobPhase
+from ..kube import ApiError, Job, Pod, QiskitFunction, Secret, ServerlessJob
+from . import jobspec
+from .context import Context, get_context
+from .observe import Observation, advance, format_duration, observe
+
+log = logging.getLogger(__name__)
+
+LOG_LINES_IN_MESSAGE = 10
+
+
+class JobInputError(Exception):
+    """Bad input found before the pod exists: ends the job in ERROR with this message."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: str | None) -> datetime.datetime | None:
+    if not value:
+        return None
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+async def find_function(ctx: Context, namespace: str, title: str) -> dict[str, Any] | None:
+    for qf in await ctx.kube.list(QiskitFunction, namespace):
+        if qf["spec"].get("title") == title:
+            return qf
+    return None
+
+
+async def _arguments(ctx: Context, sj: dict[str, Any]) -> tuple[str, str]:
+    """The arguments Secret and key for the pod, creating the Secret for inline arguments."""
+    spec = sj["spec"]
+    namespace = sj["metadata"]["namespace"]
+    args = spec.get("arguments") or {}
+    ref = args.get("secretRef")
+    if ref:
+        secret = await ctx.kube.get(Secret, ref["name"], namespace)
+        key = ref.get("key") or c.ARGUMENTS_FILE
+        if secret is None:
+            raise JobInputError(
+                "ArgumentsNotFound",
+                f"arguments Secret {ref['name']!r} not found in namespace {namespace}",
+            )
+        data = (secret.get("data") or {}).get(key)
+        if data is None:
+            raise JobInputError(
+                "ArgumentsNotFound", f"arguments Secret {ref['name']!r} has no key {key!r}"
+            )
+        import base64
+
+        try:
+            decoded = json.loads(base64.b64decode(data))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise JobInputError(
+                "InvalidArguments", f"arguments in Secret {ref['name']!r} are not valid JSON: {exc}"
+            ) from exc
+        if not isinstance(decoded, dict):
+            raise JobInputError(
+                "InvalidArguments",
+                "arguments must be a JSON object (keyword arguments), got "
+                f"{type(decoded).__name__}",
+            )
+        return ref["name"], key
+    inline = args.get("inline") or {}
+    text = json.dumps(inline, separators=(",", ":"))
+    if len(text.encode()) > c.SECRET_MAX_BYTES - 4096:
+        raise JobInputError(
+            "ArgumentsTooLarge",
+            f"arguments are {len(text.encode())} bytes, over the 1 MiB a Kubernetes Secret "
+            "holds; put large inputs in object storage and pass their location as an argument",
+        )
+    secret_name = jobspec.arguments_secret_name(sj["metadata"]["name"])
+    await ctx.kube.create_or_get(jobspec.arguments_secret(sj, text))
+    return secret_name, c.ARGUMENTS_FILE
+
+
+async def _check_credentials(ctx: Context, sj: dict[str, Any]) -> None:
+    ref = ((sj["spec"].get("credentials") or {}).get("secretRef") or {}).get("name")
+    if not ref:
+        return
+    secret = await ctx.kube.get(Secret, ref, sj["metadata"]["namespace"])
+    if secret is None:
+        raise JobInputError(
+            "CredentialsNotFound",
+            f"credentials Secret {ref!r} not found in namespace {sj['metadata']['namespace']}",
+        )
+    if "token" not in (secret.get("data") or {}):
+        raise JobInputError("CredentialsInvalid", f"credentials Secret {ref!r} has no 'token' key")
+
+
+async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
+    """Create the job's Secrets and batch Job (each create-or-get, so safe to repeat)."""
+    cfg = ctx.config
+    meta = sj["metadata"]
+    args_secret, args_key = await _arguments(ctx, sj)
+    await _check_credentials(ctx, sj)
+    lifetime = jobspec.timeout_seconds(sj, cfg) + cfg.url_grace_seconds
+    await ctx.kube.create_or_get(
+        jobspec.runtime_secret(
+            sj,
+            result_url=ctx.store.presign_put(
+                storage.result_key(meta["namespace"], meta["uid"]), lifetime
+            ),
+            logs_url=ctx.store.presign_put(
+                storage.logs_key(meta["namespace"], meta["uid"]), lifetime
+            ),
+            gateway_token=secrets.token_urlsafe(32),
+        )
+    )
+    await ctx.kube.create_or_get(
+        jobspec.batch_job(sj, qf, cfg, arguments_secret=args_secret, arguments_key=args_key)
+    )
+
+
+# --------------------------------------------------------------------------- status
+
+
+def _conditions(
+    phase: JobPhase, reason: str, message: str, generation: int, previous: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """kstatus-style conditions, keeping lastTransitionTime when a status did not change."""
+    terminal = phase in c.TERMINAL_JOB_PHASES
+    wanted = {
+        "Ready": phase == JobPhase.DONE,
+        "Succeeded": phase == JobPhase.DONE,
+        "Failed": phase in (JobPhase.ERROR, JobPhase.CANCELED),
+        "Reconciling": not terminal,
+        "Stalled": phase == JobPhase.ERROR,
+    }
+    before = {cond["type"]: cond for cond in previous or []}
+    out = []
+    stamp = now_iso()
+    for ctype, value in wanted.items():
+        status = "True" if value else "False"
+        old = before.get(ctype)
+        out.append(
+            {
+                "type": ctype,
+                "status": status,
+                "reason": reason,
+                "message": message[:1024],
+                "observedGeneration": generation,
+                "lastTransitionTime": old["lastTransitionTime"]
+                if old and old.get("status") == status
+                else stamp,
+            }
+        )
+    return out
+
+
+def _duration(status: dict[str, Any]) -> str | None:
+    start = _parse_time(status.get("startTime"))
+    if start is None:
+        return None
+    end = _parse_time(status.get("completionTime")) or datetime.datetime.now(datetime.UTC)
+    return format_duration((end - start).total_seconds())
+
+
+async def _write_status(ctx: Context, sj: dict[str, Any], changes: dict[str, Any]) -> None:
+    meta = sj["metadata"]
+    old = sj.get("status") or {}
+    new = {**old, **changes}
+    phase = JobPhase(new["phase"])
+    new["observedGeneration"] = meta.get("generation", 1)
+    new["duration"] = _duration(new)
+    new["conditions"] = _conditions(
+        phase,
+        new.get("reason", ""),
+        new.get("message", ""),
+        new["observedGeneration"],
+        old.get("conditions") or [],
+    )
+    if {k: v for k, v in new.items() if k != "conditions"} == {
+        k: v for k, v in old.items() if k != "conditions"
+    }:
+        return
+    try:
+        await ctx.kube.patch_status(
+            ServerlessJob,
+            meta["name"],
+            meta["namespace"],
+            new,
+            resource_version=meta.get("resourceVersion"),
+        )
+    except ApiError as exc:
+        if exc.status.code in (404, 409):
+            # Gone, or someone wrote first: the next trigger reconciles from the new state.
+            raise kopf.TemporaryError(f"status write raced ({exc.status.code})", delay=1) from exc
+        raise
+    if old.get("phase") != new["phase"]:
+        metrics.transition(sj, new["phase"])
+        kind = "Warning" if phase == JobPhase.ERROR else "Normal"
+        kopf.event(
+            sj, type=kind, reason=new["phase"].title(), message=new.get("message") or new["phase"]
+        )
+
+
+async def _finish(
+    ctx: Context, sj: dict[str, Any], obs: Observation, pod: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Store logs (and find the result) before the pod can go away; build the final status."""
+    meta = sj["metadata"]
+    ns, uid = meta["namespace"], meta["uid"]
+    store = ctx.store
+    logs_key = storage.logs_key(ns, uid)
+    tail = ""
+    if pod is not None:
+        tail = await ctx.kube.pod_log_tail(pod["metadata"]["name"], ns, 100_000)
+        encoded = tail.encode()[-ctx.config.max_log_bytes :]
+        # The pod's wrapper streams logs too; the API's copy is complete even when the
+        # wrapper was killed (OOM, deadline), so it is the one kept.
+        if encoded or await store.asize(logs_key) is None:
+            await store.aput(logs_key, encoded)
+    elif await store.asize(logs_key) is None:
+        await store.aput(logs_key, b"")
+    status: dict[str, Any] = {
+        "phase": obs.phase.value,
+        "reason": obs.reason,
+        "completionTime": obs.finished_at or now_iso(),
+        "logs": {"bucket": store.bucket, "key": logs_key, "size": await store.asize(logs_key) or 0},
+        "pod": None,
+    }
+    result_size = await store.asize(storage.result_key(ns, uid))
+    if result_size is not None:
+        status["result"] = {
+            "bucket": store.bucket,
+            "key": storage.result_key(ns, uid),
+            "size": result_size,
+        }
+    message = obs.message
+    if obs.phase == JobPhase.ERROR:
+        lines = [line for line in tail.splitlines() if line.strip()][-LOG_LINES_IN_MESSAGE:]
+        if lines:
+            message += "; last log lines:\n" + "\n".join(lines)
+    status["message"] = message
+    return status
+
+
+async def reconcile_job(namespace: str, name: str) -> None:
+    ctx = get_context()
+    async with ctx.locks[f"{namespace}/{name}"]:
+        sj = await ctx.kube.get(ServerlessJob, name, namespace)
+        if sj is None or sj["metadata"].get("deletionTimestamp"):
+            ctx.locks.pop(f"{namespace}/{name}", None)
+            return
+        await _reconcile_locked(ctx, sj)
+
+
+async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
+    meta, spec = sj["metadata"], sj["spec"]
+    status = sj.get("status") or {}
+    current = status.get("phase")
+    metrics.observe_phase(sj, current)
+    if current and JobPhase(current) in c.TERMINAL_JOB_PHASES:
+        return
+    ns, name = meta["namespace"], meta["name"]
+    job_name = jobspec.batch_job_name(name)
+
+    if spec.get("stop"):
+        await ctx.kube.delete(Job, job_name, ns)
+        await _write_status(
+            ctx,
+            sj,
+            {
+                "phase": JobPhase.CANCELED.value,
+                "reason": "StopRequested",
+                "message": "stopped on request (spec.stop)",
+                "completionTime": now_iso(),
+                "pod": None,
+                "subStatus": None,
+            },
+        )
+        return
+
+    job = await ctx.kube.get(Job, job_name, ns)
+    if job is None:
+        if current in (JobPhase.INITIALIZING, JobPhase.RUNNING):
+            await _write_status(
+                ctx,
+                sj,
+                {
+                    "phase": JobPhase.ERROR.value,
+                    "reason": "JobDeleted",
+                    "message": f"the job's batch Job {job_name} was deleted while the job was "
+                    f"{current}",
+                    "completionTime": now_iso(),
+                    "pod": None,
+                },
+            )
+            return
+        if spec.get("suspend"):
+            await _write_status(
+                ctx,
+                sj,
+                {
+                    "phase": JobPhase.QUEUED.value,
+                    "reason": "Suspended",
+                    "message": "suspended (spec.suspend is true)",
+                },
+            )
+            return
+        qf = await find_function(ctx, ns, spec["function"])
+        try:
+            if qf is None:
+                raise JobInputError(
+                    "FunctionNotFound",
+                    f"no QiskitFunction titled {spec['function']!r} in namespace {ns}",
+                )
+            fphase = (qf.get("status") or {}).get("phase")
+            if fphase == c.FunctionPhase.FAILED:
+                raise JobInputError(
+                    "FunctionFailed",
+                    f"function {spec['function']!r} is Failed: "
+                    f"{(qf.get('status') or {}).get('message', '')}",
+                )
+            if fphase != c.FunctionPhase.READY:
+                await _write_status(
+                    ctx,
+                    sj,
+                    {
+                        "phase": JobPhase.QUEUED.value,
+                        "reason": "FunctionNotReady",
+                        "message": f"waiting for function {spec['function']!r} to be Ready "
+                        f"(it is {fphase or 'Pending'})",
+                    },
+                )
+                return
+            if current is None:
+                await _write_status(
+                    ctx,
+                    sj,
+                    {"phase": JobPhase.QUEUED.value, "reason": "Admitted", "message": "starting"},
+                )
+                sj = await ctx.kube.get(ServerlessJob, name, ns) or sj
+            await _start(ctx, sj, qf)
+        except JobInputError as bad:
+            await _write_status(
+                ctx,
+                sj,
+                {
+                    "phase": JobPhase.ERROR.value,
+                    "reason": bad.reason,
+                    "message": bad.message,
+                    "completionTime": now_iso(),
+                },
+            )
+            return
+        job = await ctx.kube.get(Job, job_name, ns)
+        if job is None:
+            raise kopf.TemporaryError("batch Job not visible yet", delay=1)
+        sj = await ctx.kube.get(ServerlessJob, name, ns) or sj
+
+    pods = await ctx.kube.list(Pod, ns, labels={c.LABEL_JOB: name})
+    pod = max(pods, key=lambda p: p["metadata"]["creationTimestamp"]) if pods else None
+    obs = observe(job, pod, jobspec.timeout_seconds(sj, ctx.config))
+    phase = advance(current, obs.phase)
+    changes: dict[str, Any] = {"phase": phase.value}
+    if not (sj.get("status") or {}).get("startTime"):
+        changes["startTime"] = job["metadata"].get("creationTimestamp") or now_iso()
+    if pod is not None:
+        changes["pod"] = pod["metadata"]["name"]
+    if phase in (JobPhase.DONE, JobPhase.ERROR):
+        if obs.reason in ("ImagePullFailed", "PodConfigError"):
+            # The pod would wait forever: remove it; the job ends here with the reason.
+            await ctx.kube.delete(Job, job_name, ns)
+        changes.update(await _finish(ctx, sj, obs, pod))
+    elif phase == JobPhase(obs.phase):
+        changes.update({"reason": obs.reason, "message": obs.message})
+    await _write_status(ctx, sj, changes)
+
+
+# --------------------------------------------------------------------------- deletion
+
+
+async def cleanup_job(body: dict[str, Any]) -> None:
+    """Finalizer work: stop the pod, drop the Secrets and (per retention) stored objects."""
+    ctx = get_context()
+    meta = body["metadata"]
+    ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    await ctx.kube.delete(Job, jobspec.batch_job_name(name), ns)
+    await ctx.kube.delete(Secret, jobspec.runtime_secret_name(name), ns)
+    await ctx.kube.delete(Secret, jobspec.arguments_secret_name(name), ns)
+    if not ctx.config.retain_objects_on_delete:
+        await ctx.store.adelete(storage.result_key(ns, uid), storage.logs_key(ns, uid))
+    metrics.forget(body)
+    ctx.locks.pop(f"{ns}/{name}", None)

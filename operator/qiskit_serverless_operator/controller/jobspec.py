@@ -1,0 +1,295 @@
+"""The Kubernetes objects one ServerlessJob becomes (pure functions, no API calls).
+
+Names are derived from the ServerlessJob's name only, so a re-run after a crash
+finds (and never duplicates) what an earlier run created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from .. import constants as c
+from ..config import OperatorConfig
+
+_DNS_LABEL = 63
+
+
+def child_name(kind: str, name: str) -> str:
+    """``<kind>-<name>``, shortened with a hash suffix to stay a valid DNS label."""
+    full = f"{kind}-{name}"
+    if len(full) <= _DNS_LABEL:
+        return full
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{full[: _DNS_LABEL - 9].rstrip('-.')}-{digest}"
+
+
+def batch_job_name(sj_name: str) -> str:
+    return child_name("sj", sj_name)
+
+
+def arguments_secret_name(sj_name: str) -> str:
+    return child_name("sj-args", sj_name)
+
+
+def runtime_secret_name(sj_name: str) -> str:
+    return child_name("sj-rt", sj_name)
+
+
+def source_configmap_name(qf_name: str) -> str:
+    return child_name("qf-src", qf_name)
+
+
+def owner_reference(body: dict[str, Any], *, controller: bool = True) -> dict[str, Any]:
+    return {
+        "apiVersion": body.get("apiVersion", c.API_VERSION),
+        "kind": body.get("kind", c.JOB_KIND),
+        "name": body["metadata"]["name"],
+        "uid": body["metadata"]["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _labels(sj: dict[str, Any]) -> dict[str, str]:
+    title = sj["spec"]["function"]
+    return {
+        c.LABEL_JOB: sj["metadata"]["name"],
+        c.LABEL_FUNCTION: title,
+        c.LABEL_MANAGED_BY: c.MANAGER,
+    }
+
+
+def configmap_key(path: str, index: int) -> str:
+    """ConfigMap keys cannot hold '/': map each file to a safe key, mounted at its path."""
+    stem = re.sub(r"[^-._a-zA-Z0-9]", "_", path)[-200:]
+    return f"f{index:03d}.{stem}"
+
+
+def source_configmap(qf: dict[str, Any]) -> dict[str, Any]:
+    files: dict[str, str] = qf["spec"]["source"]["files"]
+    data = {configmap_key(path, i): text for i, (path, text) in enumerate(sorted(files.items()))}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": source_configmap_name(qf["metadata"]["name"]),
+            "namespace": qf["metadata"]["namespace"],
+            "labels": {c.LABEL_FUNCTION: qf["spec"]["title"], c.LABEL_MANAGED_BY: c.MANAGER},
+            "ownerReferences": [owner_reference(qf)],
+        },
+        "data": data,
+    }
+
+
+def source_items(qf: dict[str, Any]) -> list[dict[str, str]]:
+    files: dict[str, str] = qf["spec"]["source"]["files"]
+    return [
+        {"key": configmap_key(path, i), "path": path}
+        for i, (path, _) in enumerate(sorted(files.items()))
+    ]
+
+
+def resources(sj: dict[str, Any], qf: dict[str, Any], cfg: OperatorConfig) -> dict[str, Any]:
+    """Job's resources over the function's defaults over the operator's defaults."""
+    merged: dict[str, dict[str, Any]] = {
+        "requests": {"cpu": cfg.default_cpu, "memory": cfg.default_memory},
+        "limits": {"memory": cfg.default_memory},
+    }
+    for source in (qf["spec"].get("resources") or {}, sj["spec"].get("resources") or {}):
+        for section in ("requests", "limits"):
+            merged[section].update(source.get(section) or {})
+    # A limit below the request is rejected by the apiserver; raise the request's twin.
+    if "memory" in (sj["spec"].get("resources") or {}).get("requests", {}) and "memory" not in (
+        (sj["spec"].get("resources") or {}).get("limits", {})
+    ):
+        merged["limits"]["memory"] = merged["requests"]["memory"]
+    return merged
+
+
+def timeout_seconds(sj: dict[str, Any], cfg: OperatorConfig) -> int:
+    return int(sj["spec"].get("timeoutSeconds") or cfg.default_timeout_seconds)
+
+
+def runtime_secret(
+    sj: dict[str, Any], *, result_url: str, logs_url: str, gateway_token: str
+) -> dict[str, Any]:
+    """What the pod needs to report back, and nothing more: no storage credentials."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": runtime_secret_name(sj["metadata"]["name"]),
+            "namespace": sj["metadata"]["namespace"],
+            "labels": _labels(sj),
+            "ownerReferences": [owner_reference(sj)],
+        },
+        "stringData": {
+            "result-url": result_url,
+            "logs-url": logs_url,
+            "gateway-token": gateway_token,
+        },
+    }
+
+
+def arguments_secret(sj: dict[str, Any], arguments_json: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": arguments_secret_name(sj["metadata"]["name"]),
+            "namespace": sj["metadata"]["namespace"],
+            "labels": _labels(sj),
+            "ownerReferences": [owner_reference(sj)],
+        },
+        "stringData": {c.ARGUMENTS_FILE: arguments_json},
+    }
+
+
+def batch_job(
+    sj: dict[str, Any],
+    qf: dict[str, Any],
+    cfg: OperatorConfig,
+    *,
+    arguments_secret: str,
+    arguments_key: str,
+) -> dict[str, Any]:
+    """The batch/v1 Job that runs the program once: deadline, TTL and one pod, no retries."""
+    name = sj["metadata"]["name"]
+    namespace = sj["metadata"]["namespace"]
+    uid = sj["metadata"]["uid"]
+    labels = _labels(sj)
+    image = (qf.get("status") or {}).get("image") or qf["spec"].get("image") or cfg.runtime_image
+    entrypoint = qf["spec"]["entrypoint"]
+    env = [
+        {"name": "ARGUMENTS_PATH", "value": f"{c.POD_ARGUMENTS_DIR}/{c.ARGUMENTS_FILE}"},
+        {"name": "RESULTS_PATH", "value": c.POD_RESULTS_PATH},
+        {"name": "DATA_PATH", "value": c.POD_DATA_DIR},
+        {"name": "ENV_JOB_ID_GATEWAY", "value": uid},
+        {"name": "ENV_JOB_GATEWAY_HOST", "value": cfg.gateway_url},
+        {"name": "QSO_ENTRYPOINT", "value": entrypoint},
+        {"name": "QSO_SOURCE_DIR", "value": c.POD_SOURCE_DIR},
+        {"name": "QSO_RUNTIME_DIR", "value": c.POD_RUNTIME_DIR},
+        {"name": "QSO_MAX_LOG_BYTES", "value": str(cfg.max_log_bytes)},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {
+            "name": "ENV_JOB_GATEWAY_TOKEN",
+            "valueFrom": {
+                "secretKeyRef": {"name": runtime_secret_name(name), "key": "gateway-token"}
+            },
+        },
+    ]
+    for key, value in sorted((qf["spec"].get("env") or {}).items()):
+        env.append({"name": key, "value": value})
+    credentials = (sj["spec"].get("credentials") or {}).get("secretRef", {}).get("name")
+    if credentials:
+        for var, key in (
+            ("QISKIT_IBM_TOKEN", "token"),
+            ("QISKIT_IBM_CHANNEL", "channel"),
+            ("QISKIT_IBM_INSTANCE", "instance"),
+        ):
+            env.append(
+                {
+                    "name": var,
+                    "valueFrom": {
+                        "secretKeyRef": {
+                            "name": credentials,
+                            "key": key,
+                            "optional": key != "token",
+                        }
+                    },
+                }
+            )
+
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": "arguments",
+            "secret": {
+                "secretName": arguments_secret,
+                "defaultMode": 0o440,
+                "items": [{"key": arguments_key, "path": c.ARGUMENTS_FILE}],
+            },
+        },
+        {
+            "name": "runtime",
+            "secret": {"secretName": runtime_secret_name(name), "defaultMode": 0o440},
+        },
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "data", "emptyDir": {}},
+        {"name": "results", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "arguments", "mountPath": c.POD_ARGUMENTS_DIR, "readOnly": True},
+        {"name": "runtime", "mountPath": c.POD_RUNTIME_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "data", "mountPath": c.POD_DATA_DIR},
+        {"name": "results", "mountPath": c.POD_RESULTS_PATH.rsplit("/", 1)[0]},
+    ]
+    source_cm = (qf.get("status") or {}).get("sourceConfigMap")
+    if source_cm:
+        volumes.append(
+            {
+                "name": "source",
+                "configMap": {"name": source_cm, "items": source_items(qf), "defaultMode": 0o444},
+            }
+        )
+        mounts.append({"name": "source", "mountPath": c.POD_SOURCE_DIR, "readOnly": True})
+
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": batch_job_name(name),
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(sj)],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "completions": 1,
+            "parallelism": 1,
+            # Never a second pod while the first is still terminating.
+            "podReplacementPolicy": "Failed",
+            "activeDeadlineSeconds": timeout_seconds(sj, cfg),
+            "ttlSecondsAfterFinished": cfg.finished_pod_ttl_seconds,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 10,
+                    "volumes": volumes,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 1000,
+                        "runAsGroup": 1000,
+                        "fsGroup": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": image,
+                            "command": ["python3", "-m", c.RUNTIME_MODULE],
+                            "workingDir": c.POD_SOURCE_DIR if source_cm else "/tmp",
+                            "env": env,
+                            "resources": resources(sj, qf, cfg),
+                            "volumeMounts": mounts,
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "runAsNonRoot": True,
+                                "capabilities": {"drop": ["ALL"]},
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }

@@ -1,0 +1,160 @@
+"""What phase a ServerlessJob is in, derived from its batch Job and pod (pure functions).
+
+The operator never remembers phases: each reconcile reads the Job and pod and asks
+``observe``, then ``advance`` keeps phases from moving backwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..constants import PHASE_ORDER, TERMINAL_JOB_PHASES, JobPhase
+
+# Waiting reasons that will not fix themselves: the job ends in ERROR rather than hang.
+_FATAL_WAITING = {
+    "ErrImagePull": "ImagePullFailed",
+    "ImagePullBackOff": "ImagePullFailed",
+    "InvalidImageName": "ImagePullFailed",
+    "CreateContainerConfigError": "PodConfigError",
+    "CreateContainerError": "PodConfigError",
+    "RunContainerError": "PodConfigError",
+}
+
+
+@dataclass(frozen=True)
+class Observation:
+    phase: JobPhase
+    reason: str
+    message: str = ""
+    exit_code: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+def _conditions(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    if not obj:
+        return {}
+    return {
+        c["type"]: c
+        for c in (obj.get("status") or {}).get("conditions") or []
+        if c.get("status") == "True"
+    }
+
+
+def _main_container(pod: dict[str, Any] | None) -> dict[str, Any]:
+    statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
+    for status in statuses:
+        if status.get("name") == "main":
+            return status
+    return {}
+
+
+def observe(
+    job: dict[str, Any] | None, pod: dict[str, Any] | None, timeout_seconds: int | None = None
+) -> Observation:
+    """The phase the cluster shows for one ServerlessJob's batch Job and pod."""
+    if job is None:
+        return Observation(JobPhase.QUEUED, "NotStarted")
+    conditions = _conditions(job)
+    container = _main_container(pod)
+    terminated = (container.get("state") or {}).get("terminated") or {}
+    exit_code = terminated.get("exitCode")
+    finished_at = terminated.get("finishedAt") or (job.get("status") or {}).get("completionTime")
+
+    if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
+        return Observation(
+            JobPhase.DONE,
+            "Succeeded",
+            "the program finished",
+            exit_code or 0,
+            finished_at=finished_at,
+        )
+    failed = conditions.get("Failed") or conditions.get("FailureTarget")
+    if failed:
+        if failed.get("reason") == "DeadlineExceeded":
+            limit = f" of {timeout_seconds} s" if timeout_seconds else ""
+            return Observation(
+                JobPhase.ERROR,
+                "Timeout",
+                f"the job ran past its timeout{limit} (spec.timeoutSeconds) and was stopped",
+                exit_code,
+                finished_at=finished_at,
+            )
+        if terminated.get("reason") == "OOMKilled":
+            return Observation(
+                JobPhase.ERROR,
+                "OutOfMemory",
+                "the program ran out of memory (raise spec.resources.limits.memory)",
+                exit_code,
+                finished_at=finished_at,
+            )
+        if exit_code is not None:
+            return Observation(
+                JobPhase.ERROR,
+                "ProgramFailed",
+                f"the program exited with code {exit_code}",
+                exit_code,
+                finished_at=finished_at,
+            )
+        return Observation(
+            JobPhase.ERROR,
+            "JobFailed",
+            failed.get("message") or "the job's pod failed",
+            None,
+            finished_at=finished_at,
+        )
+
+    if pod is None:
+        return Observation(JobPhase.INITIALIZING, "PodPending", "creating the job's pod")
+    waiting = (container.get("state") or {}).get("waiting") or {}
+    if waiting.get("reason") in _FATAL_WAITING:
+        detail = waiting.get("message") or waiting["reason"]
+        image = container.get("image") or ""
+        if _FATAL_WAITING[waiting["reason"]] == "ImagePullFailed":
+            message = f"image {image} cannot be pulled: {detail}"
+        else:
+            message = f"the job's pod cannot start: {detail}"
+        return Observation(JobPhase.ERROR, _FATAL_WAITING[waiting["reason"]], message)
+    running = (container.get("state") or {}).get("running")
+    if running:
+        return Observation(
+            JobPhase.RUNNING,
+            "Running",
+            "the program is running",
+            started_at=running.get("startedAt"),
+        )
+    if terminated:
+        # The container ended but the Job controller has not written its verdict yet.
+        if exit_code == 0:
+            return Observation(JobPhase.RUNNING, "Finishing")
+        return Observation(
+            JobPhase.ERROR,
+            "ProgramFailed",
+            f"the program exited with code {exit_code}",
+            exit_code,
+            finished_at=finished_at,
+        )
+    reason = waiting.get("reason") or "PodPending"
+    return Observation(JobPhase.INITIALIZING, reason, "starting the job's pod")
+
+
+def advance(current: str | None, proposed: JobPhase) -> JobPhase:
+    """Phases never move backwards and a terminal phase is final."""
+    if not current:
+        return proposed
+    now = JobPhase(current)
+    if now in TERMINAL_JOB_PHASES:
+        return now
+    return proposed if PHASE_ORDER[proposed] >= PHASE_ORDER[now] else now
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"

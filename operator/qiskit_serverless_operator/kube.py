@@ -1,0 +1,134 @@
+"""The operator's Kubernetes API access for objects other than the one a kopf handler holds.
+
+lightkube (async, typed, lazy model imports) instead of the `kubernetes` client keeps the
+operator's memory small; objects travel as plain dicts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightkube import AsyncClient, codecs
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import ConfigMap, Pod, Secret
+from lightkube.types import CascadeType, PatchType
+
+from . import constants as c
+
+ServerlessJob = create_namespaced_resource(c.GROUP, c.VERSION, c.JOB_KIND, c.JOB_PLURAL)
+QiskitFunction = create_namespaced_resource(c.GROUP, c.VERSION, c.FUNCTION_KIND, c.FUNCTION_PLURAL)
+
+__all__ = [
+    "ApiError",
+    "ConfigMap",
+    "Job",
+    "Kube",
+    "Pod",
+    "QiskitFunction",
+    "Secret",
+    "ServerlessJob",
+]
+
+_FIELD_MANAGER = c.MANAGER
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    return obj if isinstance(obj, dict) else obj.to_dict()
+
+
+class Kube:
+    """Thin async helpers; every method is safe to repeat (create-or-get, delete-if-present)."""
+
+    def __init__(self, client: AsyncClient | None = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> AsyncClient:
+        if self._client is None:
+            self._client = AsyncClient(field_manager=_FIELD_MANAGER)
+        return self._client
+
+    async def get(self, res: Any, name: str, namespace: str) -> dict[str, Any] | None:
+        try:
+            return _plain(await self.client.get(res, name, namespace=namespace))
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise
+
+    async def list(
+        self, res: Any, namespace: str, labels: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        return [
+            _plain(obj)
+            async for obj in self.client.list(res, namespace=namespace, labels=labels or None)
+        ]
+
+    async def create_or_get(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create ``obj``; if it already exists (an earlier run made it), return that one."""
+        meta = obj["metadata"]
+        try:
+            created = await self.client.create(codecs.from_dict(obj), namespace=meta["namespace"])
+            return _plain(created), True
+        except ApiError as exc:
+            if exc.status.code != 409:
+                raise
+        res = type(codecs.from_dict(obj))
+        existing = await self.get(res, meta["name"], meta["namespace"])
+        if existing is None:  # deleted between our create and get: try once more
+            return _plain(await self.client.create(codecs.from_dict(obj))), True
+        return existing, False
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        applied = await self.client.apply(
+            codecs.from_dict(obj), namespace=obj["metadata"]["namespace"], force=True
+        )
+        return _plain(applied)
+
+    async def delete(self, res: Any, name: str, namespace: str, *, background: bool = True) -> bool:
+        """Delete if present; True when something was deleted."""
+        try:
+            await self.client.delete(
+                res,
+                name,
+                namespace=namespace,
+                cascade=CascadeType.BACKGROUND if background else CascadeType.FOREGROUND,
+            )
+            return True
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return False
+            raise
+
+    async def patch_status(
+        self,
+        res: Any,
+        name: str,
+        namespace: str,
+        status: dict[str, Any],
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            # A precondition: a concurrent writer makes this fail with 409, not clobber.
+            body["metadata"] = {"resourceVersion": resource_version}
+        patched = await self.client.patch(
+            res.Status, name, body, namespace=namespace, patch_type=PatchType.MERGE
+        )
+        return _plain(patched)
+
+    async def pod_log_tail(self, name: str, namespace: str, lines: int) -> str:
+        try:
+            chunks = [
+                line
+                async for line in self.client.log(
+                    name, namespace=namespace, container="main", tail_lines=lines
+                )
+            ]
+        except ApiError as exc:
+            if exc.status.code in (400, 404):
+                return ""
+            raise
+        return "".join(chunks)

@@ -1,0 +1,71 @@
+"""Prometheus metrics: jobs by phase, and how long jobs take to reach each phase.
+
+The by-phase gauge is computed at scrape time from what the operator last saw of each
+job (rebuilt from the cluster on every start by the resume handlers), not counted up
+and down, so a crash cannot skew it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter
+from typing import Any
+
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+from .constants import JobPhase
+
+_phases: dict[str, str] = {}
+
+TRANSITIONS = PromCounter(
+    "qso_job_transitions_total", "ServerlessJob phase transitions written", ["phase"]
+)
+LATENCY = Histogram(
+    "qso_job_phase_latency_seconds",
+    "Seconds from a ServerlessJob's creation until it reached a phase",
+    ["phase"],
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, float("inf")),
+)
+
+
+class _PhaseCollector(Collector):
+    def collect(self):  # type: ignore[override]
+        gauge = GaugeMetricFamily("qso_jobs", "ServerlessJobs by phase", labels=["phase"])
+        counts = Counter(_phases.values())
+        for phase in JobPhase:
+            gauge.add_metric([phase.value], counts.get(phase.value, 0))
+        yield gauge
+
+
+def observe_phase(body: dict[str, Any], phase: str | None) -> None:
+    if phase:
+        _phases[body["metadata"]["uid"]] = phase
+
+
+def forget(body: dict[str, Any]) -> None:
+    _phases.pop(body["metadata"]["uid"], None)
+
+
+def transition(body: dict[str, Any], phase: str) -> None:
+    observe_phase(body, phase)
+    TRANSITIONS.labels(phase).inc()
+    created = body["metadata"].get("creationTimestamp")
+    if created:
+        start = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+        elapsed = (datetime.datetime.now(datetime.UTC) - start).total_seconds()
+        LATENCY.labels(phase).observe(max(0.0, elapsed))
+
+
+_started = False
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> None:
+    global _started
+    if _started:
+        return
+    REGISTRY.register(_PhaseCollector())
+    start_http_server(port, addr=addr)
+    _started = True

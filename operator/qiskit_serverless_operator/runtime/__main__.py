@@ -1,0 +1,162 @@
+"""python -m qiskit_serverless_operator.runtime: run the function's entrypoint in the job pod.
+
+- Runs ``$QSO_SOURCE_DIR/$QSO_ENTRYPOINT`` with the same Python, passing its output through
+  (so ``kubectl logs`` shows it) and keeping a bounded tail that is uploaded to object storage
+  every few seconds and at the end, through the presigned URL in the runtime Secret.
+- After a successful run, uploads the file the program wrote with ``save_result()``.
+- Exits with the program's exit code (2: entrypoint missing, 3: the result could not be stored).
+- Forwards SIGTERM/SIGINT to the program, so a stopped job ends promptly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+UPLOAD_EVERY_SECONDS = 5.0
+EXIT_ENTRYPOINT_MISSING = 2
+EXIT_RESULT_NOT_STORED = 3
+
+
+def note(message: str) -> None:
+    print(f"[qiskit-serverless] {message}", file=sys.stderr, flush=True)
+
+
+class LogTail:
+    """The last ``limit`` bytes of the program's output, and whether it changed."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._data = bytearray()
+        self._lock = threading.Lock()
+        self.version = 0
+
+    def add(self, chunk: bytes) -> None:
+        with self._lock:
+            self._data += chunk
+            if len(self._data) > self.limit:
+                del self._data[: len(self._data) - self.limit]
+            self.version += 1
+
+    def snapshot(self) -> tuple[int, bytes]:
+        with self._lock:
+            return self.version, bytes(self._data)
+
+
+def put(url: str, data: bytes, content_type: str) -> None:
+    request = urllib.request.Request(
+        url, data=data, method="PUT", headers={"Content-Type": content_type}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        if response.status >= 300:
+            raise OSError(f"storage answered HTTP {response.status}")
+
+
+def read_secret(runtime_dir: Path, key: str) -> str | None:
+    path = runtime_dir / key
+    return path.read_text().strip() if path.exists() else None
+
+
+def _pump(stream, tail: LogTail) -> None:
+    for chunk in iter(lambda: stream.readline(), b""):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+        tail.add(chunk)
+
+
+def _uploader(url: str, tail: LogTail, stop: threading.Event) -> None:
+    sent = -1
+    while not stop.wait(UPLOAD_EVERY_SECONDS):
+        version, data = tail.snapshot()
+        if version != sent:
+            try:
+                put(url, data, "text/plain; charset=utf-8")
+                sent = version
+            except (OSError, urllib.error.URLError) as exc:
+                note(f"log upload failed (will retry): {exc}")
+
+
+def main() -> int:
+    source_dir = Path(os.environ.get("QSO_SOURCE_DIR", "/function"))
+    entrypoint = os.environ.get("QSO_ENTRYPOINT", "main.py")
+    runtime_dir = Path(os.environ.get("QSO_RUNTIME_DIR", "/run/qso/runtime"))
+    results_path = Path(os.environ.get("RESULTS_PATH", "/results/result.json"))
+    tail = LogTail(int(os.environ.get("QSO_MAX_LOG_BYTES", str(50 * 1024 * 1024))))
+    logs_url = read_secret(runtime_dir, "logs-url")
+    result_url = read_secret(runtime_dir, "result-url")
+
+    program = source_dir / entrypoint
+    if not program.is_file():
+        present = (
+            sorted(str(p.relative_to(source_dir)) for p in source_dir.rglob("*.py"))
+            if source_dir.is_dir()
+            else []
+        )
+        note(
+            f"entrypoint {entrypoint!r} not found in the function's source "
+            f"(Python files: {', '.join(present) or 'none'})"
+        )
+        return EXIT_ENTRYPOINT_MISSING
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source_dir), env.get("PYTHONPATH")]))
+    child = subprocess.Popen(
+        [sys.executable, str(program)],
+        cwd=source_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+    def forward(signum, _frame) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+
+    stop = threading.Event()
+    pump = threading.Thread(target=_pump, args=(child.stdout, tail), daemon=True)
+    pump.start()
+    uploader = None
+    if logs_url:
+        uploader = threading.Thread(target=_uploader, args=(logs_url, tail, stop), daemon=True)
+        uploader.start()
+    code = child.wait()
+    pump.join(timeout=10)
+    stop.set()
+    if uploader:
+        uploader.join(timeout=5)
+    if logs_url:
+        try:
+            put(logs_url, tail.snapshot()[1], "text/plain; charset=utf-8")
+        except (OSError, urllib.error.URLError) as exc:
+            note(f"final log upload failed: {exc}")
+
+    if code == 0 and results_path.exists() and result_url:
+        started = time.monotonic()
+        for attempt in range(1, 4):
+            try:
+                put(result_url, results_path.read_bytes(), "application/json")
+                break
+            except (OSError, urllib.error.URLError) as exc:
+                note(f"storing the result failed (attempt {attempt}): {exc}")
+                time.sleep(attempt)
+        else:
+            note(f"the result could not be stored after {time.monotonic() - started:.0f} s")
+            return EXIT_RESULT_NOT_STORED
+    if code < 0:
+        note(f"the program was ended by signal {-code}")
+        return 128 - code
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

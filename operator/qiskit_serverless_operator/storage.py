@@ -1,0 +1,111 @@
+"""Object storage for results and logs: keys, presigned URLs, reads and deletes (S3 API).
+
+Job pods never hold credentials: the operator presigns one PUT URL per object.
+Keys are namespaced by Kubernetes namespace and ServerlessJob UID, so two jobs
+never share an object and a recreated job (same name, new UID) starts clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from .config import S3Settings
+
+# SigV4 presigned URLs cannot be valid longer than seven days.
+MAX_URL_SECONDS = 7 * 24 * 3600
+
+
+def result_key(namespace: str, uid: str) -> str:
+    return f"jobs/{namespace}/{uid}/result.json"
+
+
+def logs_key(namespace: str, uid: str) -> str:
+    return f"jobs/{namespace}/{uid}/logs.txt"
+
+
+@dataclass
+class ObjectStore:
+    settings: S3Settings
+
+    @cached_property
+    def _client(self) -> Any:
+        # boto3 is imported on first use: it is the largest import of the operator.
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.settings.endpoint,
+            aws_access_key_id=self.settings.access_key,
+            aws_secret_access_key=self.settings.secret_key,
+            region_name=self.settings.region,
+            config=Config(
+                s3={"addressing_style": "path"},
+                signature_version="s3v4",
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=30,
+            ),
+        )
+
+    @property
+    def bucket(self) -> str:
+        return self.settings.bucket
+
+    def presign_put(self, key: str, seconds: int) -> str:
+        return self._client.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": key},
+            ExpiresIn=max(60, min(seconds, MAX_URL_SECONDS)),
+        )
+
+    def presign_get(self, key: str, seconds: int = 3600) -> str:
+        return self._client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key},
+            ExpiresIn=max(60, min(seconds, MAX_URL_SECONDS)),
+        )
+
+    def size(self, key: str) -> int | None:
+        """The object's size, or None when it does not exist."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return int(self._client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+
+    def put(self, key: str, data: bytes, content_type: str = "text/plain") -> None:
+        self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def get(self, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+
+    def delete(self, *keys: str) -> None:
+        for key in keys:
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+
+    # The operator is asyncio; boto3 blocks. These run the calls in a worker thread.
+    async def asize(self, key: str) -> int | None:
+        return await asyncio.to_thread(self.size, key)
+
+    async def aput(self, key: str, data: bytes, content_type: str = "text/plain") -> None:
+        await asyncio.to_thread(self.put, key, data, content_type)
+
+    async def aget(self, key: str) -> bytes | None:
+        return await asyncio.to_thread(self.get, key)
+
+    async def adelete(self, *keys: str) -> None:
+        await asyncio.to_thread(self.delete, *keys)

@@ -1,0 +1,108 @@
+"""Helpers for tests of QiskitFunctions and ServerlessJobs on the real cluster."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from kubernetes import client
+
+from qiskit_serverless_operator import constants as c
+from tests.kube import wait_until
+
+
+def custom(api_client: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client)
+
+
+def make_function(
+    api: client.CustomObjectsApi,
+    namespace: str,
+    name: str,
+    files: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": c.API_VERSION,
+        "kind": c.FUNCTION_KIND,
+        "metadata": {"name": name},
+        "spec": {"title": name, "entrypoint": "main.py", **spec},
+    }
+    if files is not None:
+        body["spec"]["source"] = {"files": files}
+    return api.create_namespaced_custom_object(
+        c.GROUP, c.VERSION, namespace, c.FUNCTION_PLURAL, body
+    )
+
+
+def make_job(
+    api: client.CustomObjectsApi, namespace: str, name: str, function: str, **spec: Any
+) -> dict[str, Any]:
+    spec.setdefault("resources", {"requests": {"cpu": "50m", "memory": "256Mi"}})
+    body = {
+        "apiVersion": c.API_VERSION,
+        "kind": c.JOB_KIND,
+        "metadata": {"name": name},
+        "spec": {"function": function, **spec},
+    }
+    return api.create_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.JOB_PLURAL, body)
+
+
+def get_job(api: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
+    return api.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.JOB_PLURAL, name)
+
+
+def wait_function_phase(
+    api: client.CustomObjectsApi, namespace: str, name: str, phase: str, timeout: float = 60
+) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        body = api.get_namespaced_custom_object(
+            c.GROUP, c.VERSION, namespace, c.FUNCTION_PLURAL, name
+        )
+        return body if (body.get("status") or {}).get("phase") == phase else None
+
+    return wait_until(reached, timeout=timeout, what=f"function {name} {phase}")
+
+
+def wait_job(
+    api: client.CustomObjectsApi,
+    namespace: str,
+    name: str,
+    phases: set[str],
+    timeout: float = 300,
+    seen: list[str] | None = None,
+) -> dict[str, Any]:
+    """Poll until the job's phase is one of ``phases``; record each phase seen in order."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        last = get_job(api, namespace, name)
+        phase = (last.get("status") or {}).get("phase")
+        if seen is not None and phase and (not seen or seen[-1] != phase):
+            seen.append(phase)
+        if phase in phases:
+            return last
+        time.sleep(0.3)
+    pytest.fail(
+        f"job {name} did not reach {phases} in {timeout:.0f} s; status: {last.get('status')}"
+    )
+
+
+def s3_client(cluster: dict[str, Any]):
+    s3 = cluster["s3"]
+    return boto3.client(
+        "s3",
+        endpoint_url=s3["endpoint"],
+        aws_access_key_id=s3["access_key"],
+        aws_secret_access_key=s3["secret_key"],
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
+    )
+
+
+def read_object(cluster: dict[str, Any], location: dict[str, Any]) -> bytes:
+    body = s3_client(cluster).get_object(Bucket=location["bucket"], Key=location["key"])
+    return body["Body"].read()

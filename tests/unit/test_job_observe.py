@@ -1,0 +1,59 @@
+from qiskit_serverless_operator.constants import JobPhase
+from qiskit_serverless_operator.controller.observe import advance, format_duration, observe
+
+
+def _job(*conditions):
+    return {"status": {"conditions": [dict(c, status="True") for c in conditions]}}
+
+
+def _pod(state):
+    return {
+        "status": {"containerStatuses": [{"name": "main", "image": "reg/img:1", "state": state}]}
+    }
+
+
+def test_no_batch_job_means_queued():
+    assert observe(None, None).phase == JobPhase.QUEUED
+
+
+def test_pod_states_map_to_initializing_and_running():
+    assert observe(_job(), None).phase == JobPhase.INITIALIZING
+    waiting = _pod({"waiting": {"reason": "ContainerCreating"}})
+    assert observe(_job(), waiting).phase == JobPhase.INITIALIZING
+    running = observe(_job(), _pod({"running": {"startedAt": "2026-01-01T00:00:00Z"}}))
+    assert running.phase == JobPhase.RUNNING and running.started_at == "2026-01-01T00:00:00Z"
+
+
+def test_complete_is_done_and_deadline_is_a_timeout_error():
+    assert observe(_job({"type": "Complete"}), None).phase == JobPhase.DONE
+    timeout = observe(_job({"type": "Failed", "reason": "DeadlineExceeded"}), None, 30)
+    assert timeout.phase == JobPhase.ERROR and timeout.reason == "Timeout"
+    assert "timeout of 30 s" in timeout.message
+
+
+def test_failed_program_reports_its_exit_code_and_oom_is_named():
+    pod = _pod({"terminated": {"exitCode": 7, "reason": "Error"}})
+    failed = observe(_job({"type": "Failed", "reason": "BackoffLimitExceeded"}), pod)
+    assert failed.phase == JobPhase.ERROR and failed.exit_code == 7
+    assert "exited with code 7" in failed.message
+    oom = _pod({"terminated": {"exitCode": 137, "reason": "OOMKilled"}})
+    assert observe(_job({"type": "Failed"}), oom).reason == "OutOfMemory"
+
+
+def test_an_unpullable_image_is_an_error_not_a_hang():
+    pod = _pod({"waiting": {"reason": "ImagePullBackOff", "message": "not found"}})
+    result = observe(_job(), pod)
+    assert result.phase == JobPhase.ERROR and result.reason == "ImagePullFailed"
+    assert "reg/img:1" in result.message and "not found" in result.message
+
+
+def test_phases_never_move_backwards_and_terminal_is_final():
+    assert advance("RUNNING", JobPhase.INITIALIZING) == JobPhase.RUNNING
+    assert advance("QUEUED", JobPhase.RUNNING) == JobPhase.RUNNING
+    assert advance("CANCELED", JobPhase.DONE) == JobPhase.CANCELED
+    assert advance("DONE", JobPhase.ERROR) == JobPhase.DONE
+    assert advance(None, JobPhase.QUEUED) == JobPhase.QUEUED
+
+
+def test_duration_format():
+    assert [format_duration(s) for s in (0, 42, 185, 7300)] == ["0s", "42s", "3m5s", "2h1m"]

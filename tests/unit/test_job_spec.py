@@ -1,0 +1,125 @@
+from qiskit_serverless_operator import constants as c
+from qiskit_serverless_operator.config import OperatorConfig
+from qiskit_serverless_operator.controller import jobspec
+from qiskit_serverless_operator.controller.functions import desired_status
+
+CFG = OperatorConfig.from_env(
+    {
+        "QSO_S3_ENDPOINT": "http://s3",
+        "QSO_S3_BUCKET": "b",
+        "QSO_S3_ACCESS_KEY": "a",
+        "QSO_S3_SECRET_KEY": "s",
+        "QSO_RUNTIME_IMAGE": "reg/runtime:1",
+        "QSO_GATEWAY_URL": "http://gw:8000/",
+    }
+)
+
+
+def _sj(**spec):
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.JOB_KIND,
+        "metadata": {"name": "job-1", "namespace": "ns", "uid": "u-1"},
+        "spec": {"function": "hello", **spec},
+    }
+
+
+def _qf(**spec):
+    body = {
+        "apiVersion": c.API_VERSION,
+        "kind": c.FUNCTION_KIND,
+        "metadata": {"name": "hello", "namespace": "ns", "uid": "f-1"},
+        "spec": {
+            "title": "hello",
+            "entrypoint": "main.py",
+            "source": {"files": {"main.py": "print(1)", "pkg/util.py": ""}},
+            **spec,
+        },
+    }
+    body["status"] = desired_status(body, CFG.runtime_image)
+    return body
+
+
+def test_job_pod_is_locked_down():
+    job = jobspec.batch_job(_sj(), _qf(), CFG, arguments_secret="a", arguments_key="k")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["arguments"]["readOnly"] and mounts["source"]["readOnly"]
+    # No storage credentials anywhere in the pod: only the runtime Secret's URLs.
+    names = {e["name"] for e in container["env"]}
+    assert not any("AWS" in n or "S3" in n for n in names)
+
+
+def test_job_runs_once_with_deadline_and_ttl_and_is_owned():
+    job = jobspec.batch_job(
+        _sj(timeoutSeconds=90), _qf(), CFG, arguments_secret="a", arguments_key="k"
+    )
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 90
+    assert spec["podReplacementPolicy"] == "Failed"
+    assert spec["ttlSecondsAfterFinished"] == CFG.finished_pod_ttl_seconds
+    (owner,) = job["metadata"]["ownerReferences"]
+    assert owner["uid"] == "u-1" and owner["controller"] is True
+    assert job["metadata"]["name"] == jobspec.batch_job_name("job-1")
+
+
+def test_environment_follows_the_qiskit_serverless_contract():
+    job = jobspec.batch_job(_sj(), _qf(), CFG, arguments_secret="a", arguments_key="k")
+    env = {
+        e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["ARGUMENTS_PATH"] == f"{c.POD_ARGUMENTS_DIR}/{c.ARGUMENTS_FILE}"
+    assert env["RESULTS_PATH"] == c.POD_RESULTS_PATH
+    assert env["ENV_JOB_ID_GATEWAY"] == "u-1"
+    assert env["ENV_JOB_GATEWAY_HOST"] == "http://gw:8000"
+
+
+def test_names_are_deterministic_and_valid_dns_labels():
+    long = "x" * 80
+    assert jobspec.batch_job_name(long) == jobspec.batch_job_name(long)
+    assert len(jobspec.batch_job_name(long)) <= 63
+    assert jobspec.batch_job_name(long) != jobspec.batch_job_name(long + "y")
+
+
+def test_source_files_with_folders_mount_at_their_paths():
+    qf = _qf()
+    cm = jobspec.source_configmap(qf)
+    items = jobspec.source_items(qf)
+    assert {i["path"] for i in items} == {"main.py", "pkg/util.py"}
+    assert all("/" not in key for key in cm["data"])
+    assert {i["key"] for i in items} == set(cm["data"])
+
+
+def test_function_status_for_each_kind_of_source():
+    assert _qf()["status"]["phase"] == "Ready"
+    assert _qf()["status"]["image"] == "reg/runtime:1"
+    prebuilt = _qf(image="reg/mine:2", source=None)
+    prebuilt["spec"].pop("source")
+    assert desired_status(prebuilt, "r")["image"] == "reg/mine:2"
+    missing = _qf(entrypoint="nope.py")
+    assert missing["status"]["phase"] == "Failed"
+    assert "nope.py" in missing["status"]["message"]
+    deps = _qf(dependencies=["requests"])
+    assert deps["status"]["phase"] == "Failed" and deps["status"]["reason"] == "BuildUnavailable"
+
+
+def test_resources_merge_job_over_function_over_defaults():
+    qf = _qf(resources={"requests": {"cpu": "1"}})
+    merged = jobspec.resources(_sj(resources={"limits": {"memory": "2Gi"}}), qf, CFG)
+    assert merged["requests"]["cpu"] == "1"
+    assert merged["limits"]["memory"] == "2Gi"
+    assert merged["requests"]["memory"] == CFG.default_memory
+
+
+def test_every_mount_has_its_volume():
+    job = jobspec.batch_job(_sj(), _qf(), CFG, arguments_secret="a", arguments_key="k")
+    pod = job["spec"]["template"]["spec"]
+    volumes = {v["name"] for v in pod["volumes"]}
+    assert {m["name"] for m in pod["containers"][0]["volumeMounts"]} <= volumes
