@@ -106,3 +106,15 @@ def s3_client(cluster: dict[str, Any]):
 def read_object(cluster: dict[str, Any], location: dict[str, Any]) -> bytes:
     body = s3_client(cluster).get_object(Bucket=location["bucket"], Key=location["key"])
     return body["Body"].read()
+
+
+TERMINAL = {"DONE", "ERROR", "CANCELED"}
+
+
+def wait_error(
+    api: client.CustomObjectsApi, namespace: str, name: str, timeout: float = 120
+) -> dict[str, Any]:
+    """Wait for a terminal phase and require it to be ERROR; return the status."""
+    status = wait_job(api, namespace, name, TERMINAL, timeout=timeout)["status"]
+    assert status["phase"] == "ERROR", status
+    return status
