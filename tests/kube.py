@@ -146,13 +146,28 @@ def crds(cluster: dict[str, Any]) -> None:
         "--timeout=60s",
         "crd/serverlessjobs.serverless.qiskit.org",
         "crd/qiskitfunctions.serverless.qiskit.org",
+        "crd/clusterkopfpeerings.kopf.dev",
+    )
+    # The object kopf peering elects the active replica through.
+    kubectl(
+        cluster,
+        "apply",
+        "--server-side",
+        "-f",
+        str(REPO_ROOT / "manifests" / "base" / "kopf-peering.yaml"),
     )
 
 
 class OperatorProcess:
     """The operator as a local process against the test cluster (restartable, killable)."""
 
-    def __init__(self, cluster: dict[str, Any], log_path: Path) -> None:
+    def __init__(
+        self,
+        cluster: dict[str, Any],
+        log_path: Path,
+        priority: int = 1000,
+        ports: tuple[int, int, int] = (8000, 8080, 9090),
+    ) -> None:
         self.cluster = cluster
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -165,12 +180,16 @@ class OperatorProcess:
             "QSO_S3_ACCESS_KEY": s3["access_key"],
             "QSO_S3_SECRET_KEY": s3["secret_key"],
             "QSO_RUNTIME_IMAGE": cluster["images"]["runtime"],
-            "QSO_GATEWAY_URL": f"http://{cluster['node_ip']}:8000",
+            "QSO_GATEWAY_URL": f"http://{cluster['node_ip']}:{ports[0]}",
+            "QSO_GATEWAY_PORT": str(ports[0]),
             "QSO_GATEWAY_BIND": cluster["node_ip"],
             "QSO_METRICS_BIND": "127.0.0.1",
-            "QSO_METRICS_PORT": "9090",
+            "QSO_METRICS_PORT": str(ports[2]),
             "QSO_FINISHED_POD_TTL_SECONDS": "120",
+            "QSO_PEERING_PRIORITY": str(priority),
+            "QSO_PEERING_LIFETIME_SECONDS": "10",
         }
+        self.liveness = f"http://127.0.0.1:{ports[1]}/healthz"
 
     def start(self) -> None:
         log = self.log_path.open("ab")
@@ -180,7 +199,7 @@ class OperatorProcess:
                 "-m",
                 "qiskit_serverless_operator",
                 "--liveness",
-                "http://127.0.0.1:8080/healthz",
+                self.liveness,
             ],
             env=self.env,
             stdout=log,
@@ -192,7 +211,7 @@ class OperatorProcess:
             if self.proc.poll() is not None:
                 pytest.fail(f"operator exited with {self.proc.returncode}; see {self.log_path}")
             try:
-                with urllib.request.urlopen("http://127.0.0.1:8080/healthz", timeout=2) as r:
+                with urllib.request.urlopen(self.liveness, timeout=2) as r:
                     return r.status == 200
             except OSError:
                 return False

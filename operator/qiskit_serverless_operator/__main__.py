@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             clusterwide=not args.namespace,
             namespaces=args.namespace or (),
             peering_name=cfg.peering,
+            priority=cfg.peering_priority,
             liveness_endpoint=args.liveness or None,
         )
     )

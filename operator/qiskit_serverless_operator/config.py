@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass, field
 
 
@@ -65,6 +66,11 @@ class OperatorConfig:
     default_memory: str = "1Gi"
     namespace: str | None = None  # None: all namespaces
     peering: str = "qiskit-serverless-operator"
+    # kopf peering: the live replica with the highest priority acts, the others stand by.
+    # A random priority per process makes replicas of one Deployment distinct.
+    peering_priority: int = 0
+    # How long a silent replica counts as alive; a standby takes over after this.
+    peering_lifetime_seconds: int = 30
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -105,4 +111,6 @@ class OperatorConfig:
             default_memory=env.get("QSO_DEFAULT_MEMORY", "1Gi"),
             namespace=env.get("QSO_NAMESPACE") or None,
             peering=env.get("QSO_PEERING", "qiskit-serverless-operator"),
+            peering_priority=_int(env, "QSO_PEERING_PRIORITY", random.randint(1, 1_000_000)),
+            peering_lifetime_seconds=_int(env, "QSO_PEERING_LIFETIME_SECONDS", 30),
         )

@@ -36,6 +36,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix=c.GROUP, key="last-handled-configuration"
     )
     settings.peering.name = cfg.peering
+    settings.peering.priority = cfg.peering_priority
+    settings.peering.lifetime = cfg.peering_lifetime_seconds
     settings.peering.mandatory = False
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
