@@ -16,6 +16,7 @@ from .. import metrics
 from ..config import OperatorConfig
 from ..kube import Kube
 from ..storage import ObjectStore
+from . import gateway
 from .context import Context, set_context
 from .functions import reconcile_function
 from .jobs import cleanup_job, reconcile_job
@@ -26,7 +27,7 @@ OWNED = {c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_JOB: kopf.PRESENT}
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     cfg = OperatorConfig.from_env()
     set_context(Context(config=cfg, kube=Kube(), store=ObjectStore(cfg.s3)))
     # Our own domain for kopf's bookkeeping, so Argo CD can be told to ignore it.
@@ -49,7 +50,15 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.batching.worker_limit = 20
     settings.execution.max_workers = 8
     metrics.serve(cfg.metrics_port, cfg.metrics_bind)
+    memo.gateway = await gateway.start(cfg.gateway_bind, cfg.gateway_port)
     log.info("operator configured: runtime image %s, bucket %s", cfg.runtime_image, cfg.s3.bucket)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runner = getattr(memo, "gateway", None)
+    if runner is not None:
+        await runner.cleanup()
 
 
 # ----------------------------------------------------------------------------- jobs

@@ -19,7 +19,7 @@ from .. import constants as c
 from .. import metrics, storage
 from ..constants import JobPhase
 from ..kube import ApiError, Job, Pod, QiskitFunction, Secret, ServerlessJob
-from . import jobspec
+from . import gateway, jobspec
 from .context import Context, get_context
 from .observe import Observation, advance, format_duration, observe
 
@@ -134,7 +134,9 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
             logs_url=ctx.store.presign_put(
                 storage.logs_key(meta["namespace"], meta["uid"]), lifetime
             ),
-            gateway_token=secrets.token_urlsafe(32),
+            gateway_token=gateway.make_token(
+                meta["namespace"], meta["name"], secrets.token_urlsafe(32)
+            ),
         )
     )
     await ctx.kube.create_or_get(
@@ -246,7 +248,9 @@ async def _finish(
     status: dict[str, Any] = {
         "phase": obs.phase.value,
         "reason": obs.reason,
-        "completionTime": obs.finished_at or now_iso(),
+        # When the operator saw the end (not the container's own clock), so DURATION only grows.
+        "completionTime": now_iso(),
+        "subStatus": None,
         "logs": {"bucket": store.bucket, "key": logs_key, "size": await store.asize(logs_key) or 0},
         "pod": None,
     }

@@ -1,0 +1,69 @@
+"""update_status() from a program reaches the job's status through the operator's endpoint."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+from kubernetes import client
+
+from tests.kube import kubectl, wait_until
+from tests.serverless import custom, get_job, make_function, make_job, wait_job
+
+PROGRAM = """
+import time
+from qiskit_serverless import update_status, Job
+ok = update_status(Job.MAPPING)
+print("mapping reported:", ok, flush=True)
+time.sleep(20)
+"""
+
+
+def test_update_status_shows_as_sub_status(
+    api_client: client.ApiClient, cluster: dict, namespace: str, operator
+) -> None:
+    api = custom(api_client)
+    make_function(api, namespace, "mapper", {"main.py": PROGRAM})
+    make_job(api, namespace, "map-1", "mapper")
+    wait_until(
+        lambda: (
+            (get_job(api, namespace, "map-1").get("status") or {}).get("subStatus") == "MAPPING"
+        ),
+        timeout=180,
+        what="sub-status MAPPING",
+    )
+    row = kubectl(cluster, "-n", namespace, "get", "sj", "map-1", "--no-headers").stdout.split()
+    assert row[1:4] == ["mapper", "RUNNING", "MAPPING"]
+    final = wait_job(api, namespace, "map-1", {"DONE", "ERROR"}, timeout=120)["status"]
+    assert final["phase"] == "DONE" and "subStatus" not in final
+
+
+def _patch(url: str, token: str, value: str) -> int:
+    request = urllib.request.Request(
+        url,
+        data=urllib.parse.urlencode({"sub_status": value}).encode(),
+        method="PATCH",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize(
+    ("token", "value", "code"),
+    [
+        ("", "MAPPING", 401),
+        ("ns.job.not-the-token", "MAPPING", 403),
+        ("ns.job.x", "DANCING", 400),
+    ],
+)
+def test_endpoint_refuses_bad_tokens_and_values(
+    cluster: dict, operator, token: str, value: str, code: int
+) -> None:
+    url = f"http://{cluster['node_ip']}:8000/api/v1/jobs/0000/sub_status/"
+    assert _patch(url, token, value) == code
