@@ -200,6 +200,7 @@ class OperatorProcess:
                 "qiskit_serverless_operator",
                 "--liveness",
                 self.liveness,
+                *(["--verbose"] if os.environ.get("QSO_TEST_OPERATOR_VERBOSE") else []),
             ],
             env=self.env,
             stdout=log,

@@ -148,3 +148,14 @@ def test_schema_and_cel_rules_reject_bad_specs(
         )
 
     assert "function cannot change" in _rejected(refunction)
+
+
+def test_source_over_the_configmap_limit(
+    api_client: client.ApiClient, namespace: str, operator
+) -> None:
+    api = custom(api_client)
+    files = {"main.py": "print(1)\n", "data.py": "x = '" + "y" * (950 * 1024) + "'\n"}
+    make_function(api, namespace, "huge", files)
+    fn = wait_function_phase(api, namespace, "huge", "Failed")
+    assert fn["status"]["reason"] == "SourceTooLarge"
+    assert "upload it as an archive" in fn["status"]["message"]

@@ -6,6 +6,7 @@ cluster afresh; the triggers only decide *when* to look, never *what* to do.
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -33,8 +34,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Our own domain for kopf's bookkeeping, so Argo CD can be told to ignore it.
     settings.persistence.finalizer = c.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
+    # Inline arguments and source files can be ~1 MiB; annotations hold 256 KiB in all.
+    # Spec changes are detected by generation instead (see the event handlers below).
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=c.GROUP, key="last-handled-configuration"
+        prefix=c.GROUP,
+        key="last-handled-configuration",
+        ignored_fields=[("spec", "arguments"), ("spec", "source")],
     )
     settings.peering.name = cfg.peering
     settings.peering.priority = cfg.peering_priority
@@ -64,11 +69,22 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 # ----------------------------------------------------------------------------- jobs
 
 
+def spec_not_yet_seen(body: kopf.Body, **_: Any) -> bool:
+    """The spec changed since the operator last wrote status (metadata.generation moved)."""
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return observed != body.get("metadata", {}).get("generation")
+
+
 @kopf.on.resume(c.GROUP, c.VERSION, c.JOB_PLURAL)
 @kopf.on.create(c.GROUP, c.VERSION, c.JOB_PLURAL)
-@kopf.on.update(c.GROUP, c.VERSION, c.JOB_PLURAL, field="spec")
 async def job_changed(name: str, namespace: str, **_: Any) -> None:
     await reconcile_job(namespace, name)
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.JOB_PLURAL, when=spec_not_yet_seen)
+async def job_spec_event(name: str, namespace: str, type: str, **_: Any) -> None:
+    if type != "DELETED":
+        await reconcile_job(namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
@@ -102,6 +118,11 @@ async def job_deleted(body: kopf.Body, **_: Any) -> None:
 
 @kopf.on.resume(c.GROUP, c.VERSION, c.FUNCTION_PLURAL)
 @kopf.on.create(c.GROUP, c.VERSION, c.FUNCTION_PLURAL)
-@kopf.on.update(c.GROUP, c.VERSION, c.FUNCTION_PLURAL, field="spec")
 async def function_changed(body: kopf.Body, **_: Any) -> None:
-    await reconcile_function(dict(body))
+    await reconcile_function(copy.deepcopy(dict(body)))
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.FUNCTION_PLURAL, when=spec_not_yet_seen)
+async def function_spec_event(body: kopf.Body, type: str, **_: Any) -> None:
+    if type != "DELETED":
+        await reconcile_function(copy.deepcopy(dict(body)))

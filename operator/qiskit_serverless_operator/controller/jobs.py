@@ -412,6 +412,13 @@ async def cleanup_job(body: dict[str, Any]) -> None:
     meta = body["metadata"]
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
     await ctx.kube.delete(Job, jobspec.batch_job_name(name), ns)
+    pods = await ctx.kube.list(Pod, ns, labels={c.LABEL_JOB: name})
+    if pods:
+        # A terminating pod still uploads its final logs: only once it is gone can the
+        # stored objects be removed for good. kopf retries this finalizer step.
+        for pod in pods:
+            await ctx.kube.delete(Pod, pod["metadata"]["name"], ns)
+        raise kopf.TemporaryError(f"waiting for {len(pods)} pod(s) of the job to stop", delay=2)
     await ctx.kube.delete(Secret, jobspec.runtime_secret_name(name), ns)
     await ctx.kube.delete(Secret, jobspec.arguments_secret_name(name), ns)
     if not ctx.config.retain_objects_on_delete:
