@@ -261,9 +261,24 @@ def _weed_binary() -> Path:
     return Path(found)
 
 
+def _stale_components(paths: Paths) -> list[str]:
+    """Components with a pid file whose process is gone (a crash, or a machine session ended)."""
+    return [
+        name
+        for name in ALL_COMPONENTS
+        if (paths.pids / f"{name}.pid").exists() and procs.running_pid(paths, name) is None
+    ]
+
+
 def up(paths: Paths) -> dict:
     timer = PhaseTimer()
     started = time.monotonic()
+    stale = _stale_components(paths)
+    if stale:
+        # Half a cluster cannot be trusted (old mounts, shims, iptables rules, netns):
+        # clean everything the earlier run left, then start afresh.
+        say(f"found a cluster whose processes are gone ({', '.join(stale)}): cleaning it up")
+        down(paths)
     paths.state.mkdir(parents=True, exist_ok=True)
 
     with timer.phase("packages", "Debian: containerd, runc, CNI, iptables, umoci, skopeo, ..."):
@@ -429,6 +444,16 @@ def _remove_pod_cgroups() -> None:
             kubepods.rmdir()
 
 
+def _remove_pod_netns() -> None:
+    """Network namespaces containerd's CRI made for pods (/var/run/netns/cni-*), if left over."""
+    netns_dir = Path("/var/run/netns")
+    if not netns_dir.is_dir():
+        return
+    for entry in netns_dir.glob("cni-*"):
+        subprocess.run(["umount", "-l", str(entry)], capture_output=True)
+        entry.unlink(missing_ok=True)
+
+
 def down(paths: Paths) -> None:
     binaries = paths.state / "path"
     procs.stop(paths, "kubelet")
@@ -452,6 +477,7 @@ def down(paths: Paths) -> None:
     for mountpoint in sorted(_mounts_under(paths.state), key=len, reverse=True):
         subprocess.run(["umount", "-l", mountpoint], capture_output=True)
     _remove_pod_cgroups()
+    _remove_pod_netns()
     teardown_host_network()
     if paths.state.exists():
         for child in paths.state.iterdir():

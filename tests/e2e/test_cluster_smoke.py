@@ -7,11 +7,10 @@ import secrets
 import uuid
 from pathlib import Path
 
-import boto3
-from botocore.config import Config
 from kubernetes import client
 
 from tests.kube import python_pod, restricted_container_security, wait_pod_finished, wait_until
+from tests.serverless import s3_client
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -126,14 +125,7 @@ def test_service_answers_another_pod_by_dns_name(
 
 def test_pod_uploads_an_object_to_s3(core: client.CoreV1Api, cluster: dict, namespace: str) -> None:
     s3cfg = cluster["s3"]
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3cfg["endpoint"],
-        aws_access_key_id=s3cfg["access_key"],
-        aws_secret_access_key=s3cfg["secret_key"],
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
-    )
+    s3 = s3_client(cluster)
     key = f"smoke/{uuid.uuid4()}.txt"
     body = f"hello from a pod {secrets.token_hex(8)}"
     # The pod gets a presigned URL, never the storage credentials.

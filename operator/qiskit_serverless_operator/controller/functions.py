@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 from typing import Any
@@ -20,6 +19,7 @@ from .. import constants as c
 from ..constants import FunctionPhase
 from ..kube import ApiError, QiskitFunction, ServerlessJob
 from . import jobspec
+from .conditions import conditions
 from .context import Context, get_context
 from .jobs import reconcile_job
 
@@ -37,10 +37,6 @@ def source_digest(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _conditions(
     phase: FunctionPhase, reason: str, message: str, generation: int, previous: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -49,24 +45,9 @@ def _conditions(
         "Reconciling": phase in (FunctionPhase.PENDING, FunctionPhase.BUILDING),
         "Stalled": phase == FunctionPhase.FAILED,
     }
-    before = {cond["type"]: cond for cond in previous}
-    out = []
-    for ctype, value in wanted.items():
-        status = "True" if value else "False"
-        old = before.get(ctype)
-        out.append(
-            {
-                "type": ctype,
-                "status": status,
-                "reason": reason,
-                "message": message[:1024],
-                "observedGeneration": generation,
-                "lastTransitionTime": old["lastTransitionTime"]
-                if old and old.get("status") == status
-                else _now(),
-            }
-        )
-    return out
+    return conditions(
+        wanted, reason=reason, message=message, generation=generation, previous=previous
+    )
 
 
 def desired_status(body: dict[str, Any], runtime_image: str) -> dict[str, Any]:

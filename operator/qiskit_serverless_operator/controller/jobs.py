@@ -20,6 +20,7 @@ from .. import metrics, storage
 from ..constants import JobPhase
 from ..kube import ApiError, Job, Pod, QiskitFunction, Secret, ServerlessJob
 from . import gateway, jobspec
+from .conditions import conditions, now_iso
 from .context import Context, get_context
 from .observe import Observation, advance, format_duration, observe
 
@@ -35,10 +36,6 @@ class JobInputError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
-
-
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_time(value: str | None) -> datetime.datetime | None:
@@ -159,25 +156,9 @@ def _conditions(
         "Reconciling": not terminal,
         "Stalled": phase == JobPhase.ERROR,
     }
-    before = {cond["type"]: cond for cond in previous or []}
-    out = []
-    stamp = now_iso()
-    for ctype, value in wanted.items():
-        status = "True" if value else "False"
-        old = before.get(ctype)
-        out.append(
-            {
-                "type": ctype,
-                "status": status,
-                "reason": reason,
-                "message": message[:1024],
-                "observedGeneration": generation,
-                "lastTransitionTime": old["lastTransitionTime"]
-                if old and old.get("status") == status
-                else stamp,
-            }
-        )
-    return out
+    return conditions(
+        wanted, reason=reason, message=message, generation=generation, previous=previous
+    )
 
 
 def _duration(status: dict[str, Any]) -> str | None:

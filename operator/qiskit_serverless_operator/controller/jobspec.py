@@ -112,41 +112,40 @@ def timeout_seconds(sj: dict[str, Any], cfg: OperatorConfig) -> int:
     return int(sj["spec"].get("timeoutSeconds") or cfg.default_timeout_seconds)
 
 
+def _job_secret(sj: dict[str, Any], name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "namespace": sj["metadata"]["namespace"],
+            "labels": _labels(sj),
+            "ownerReferences": [owner_reference(sj)],
+        },
+        "stringData": data,
+    }
+
+
 def runtime_secret(
     sj: dict[str, Any], *, result_url: str, logs_url: str, gateway_token: str
 ) -> dict[str, Any]:
     """What the pod needs to report back, and nothing more: no storage credentials."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {
-            "name": runtime_secret_name(sj["metadata"]["name"]),
-            "namespace": sj["metadata"]["namespace"],
-            "labels": _labels(sj),
-            "ownerReferences": [owner_reference(sj)],
-        },
-        "stringData": {
+    return _job_secret(
+        sj,
+        runtime_secret_name(sj["metadata"]["name"]),
+        {
             "result-url": result_url,
             "logs-url": logs_url,
             "gateway-token": gateway_token,
         },
-    }
+    )
 
 
 def arguments_secret(sj: dict[str, Any], arguments_json: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {
-            "name": arguments_secret_name(sj["metadata"]["name"]),
-            "namespace": sj["metadata"]["namespace"],
-            "labels": _labels(sj),
-            "ownerReferences": [owner_reference(sj)],
-        },
-        "stringData": {c.ARGUMENTS_FILE: arguments_json},
-    }
+    return _job_secret(
+        sj, arguments_secret_name(sj["metadata"]["name"]), {c.ARGUMENTS_FILE: arguments_json}
+    )
 
 
 def batch_job(
