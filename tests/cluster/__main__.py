@@ -20,6 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop every process `up` started and remove the cluster state")
     sub.add_parser("status", help="a table of the components (exit 1 if any is stopped)")
     sub.add_parser("env", help="shell exports for KUBECONFIG, PATH, registry and S3")
+    sub.add_parser(
+        "operator-start",
+        help="apply the CRDs and run the operator on this host against the cluster",
+    )
+    sub.add_parser("operator-stop", help="stop the operator `operator-start` started")
     args = parser.parse_args(argv)
 
     paths = Paths.from_env()
@@ -31,6 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("the cluster runs a kubelet and containerd: run this as root", file=sys.stderr)
         return 2
+    if args.command in ("operator-start", "operator-stop"):
+        from . import operator_local
+
+        if args.command == "operator-start":
+            operator_local.start(paths)
+        else:
+            operator_local.stop(paths)
+        return 0
     if args.command == "up":
         try:
             cluster.up(paths)

@@ -456,6 +456,7 @@ def _remove_pod_netns() -> None:
 
 def down(paths: Paths) -> None:
     binaries = paths.state / "path"
+    procs.stop(paths, "operator")  # started by `operator-start`, if it was
     procs.stop(paths, "kubelet")
     crictl = binaries / "crictl"
     if procs.running_pid(paths, "containerd") is not None and crictl.exists():

@@ -122,6 +122,8 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
     args_secret, args_key = await _arguments(ctx, sj)
     await _check_credentials(ctx, sj)
     lifetime = jobspec.timeout_seconds(sj, cfg) + cfg.url_grace_seconds
+    result_key = storage.result_key(meta["namespace"], meta["uid"])
+    logs_key = storage.logs_key(meta["namespace"], meta["uid"])
     await ctx.kube.create_or_get(
         jobspec.runtime_secret(
             sj,
@@ -134,6 +136,13 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
             gateway_token=gateway.make_token(
                 meta["namespace"], meta["name"], secrets.token_urlsafe(32)
             ),
+        )
+    )
+    await ctx.kube.create_or_get(
+        jobspec.output_secret(
+            sj,
+            result_url=ctx.store.presign_get(result_key, storage.MAX_URL_SECONDS),
+            logs_url=ctx.store.presign_get(logs_key, storage.MAX_URL_SECONDS),
         )
     )
     await ctx.kube.create_or_get(
@@ -401,6 +410,7 @@ async def cleanup_job(body: dict[str, Any]) -> None:
             await ctx.kube.delete(Pod, pod["metadata"]["name"], ns)
         raise kopf.TemporaryError(f"waiting for {len(pods)} pod(s) of the job to stop", delay=2)
     await ctx.kube.delete(Secret, jobspec.runtime_secret_name(name), ns)
+    await ctx.kube.delete(Secret, jobspec.output_secret_name(name), ns)
     await ctx.kube.delete(Secret, jobspec.arguments_secret_name(name), ns)
     if not ctx.config.retain_objects_on_delete:
         await ctx.store.adelete(storage.result_key(ns, uid), storage.logs_key(ns, uid))

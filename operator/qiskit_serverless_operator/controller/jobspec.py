@@ -37,6 +37,10 @@ def runtime_secret_name(sj_name: str) -> str:
     return child_name("sj-rt", sj_name)
 
 
+def output_secret_name(sj_name: str) -> str:
+    return child_name("sj-out", sj_name)
+
+
 def source_configmap_name(qf_name: str) -> str:
     return child_name("qf-src", qf_name)
 
@@ -139,6 +143,16 @@ def runtime_secret(
             "logs-url": logs_url,
             "gateway-token": gateway_token,
         },
+    )
+
+
+def output_secret(sj: dict[str, Any], *, result_url: str, logs_url: str) -> dict[str, Any]:
+    """Read links for the job's owner: whoever may read Secrets in the namespace (RBAC) may
+    read the job's result and logs, and nobody else; the pod never mounts this Secret."""
+    return _job_secret(
+        sj,
+        output_secret_name(sj["metadata"]["name"]),
+        {"result-url": result_url, "logs-url": logs_url},
     )
 
 

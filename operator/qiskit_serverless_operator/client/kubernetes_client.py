@@ -1,0 +1,499 @@
+"""The SDK: a qiskit_serverless ``BaseClient`` whose functions and jobs are Kubernetes resources.
+
+Functions are QiskitFunction objects and jobs ServerlessJob objects in one namespace; a
+job's id is its ServerlessJob's UID. Results and logs are read through the read links the
+operator keeps in the job's ``sj-out-<name>`` Secret, so reading them needs exactly the
+Kubernetes rights that reading Secrets in the namespace needs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from qiskit_serverless.core.client import BaseClient
+from qiskit_serverless.core.function import QiskitFunction, RunnableQiskitFunction
+from qiskit_serverless.core.job import Configuration, Job
+from qiskit_serverless.exception import QiskitServerlessException
+from qiskit_serverless.serializers.program_serializers import QiskitObjectsEncoder
+
+from .. import constants as c
+
+NO_LOGS = "No logs yet."
+STOPPED = "Job has been stopped."
+# Inline source travels in the QiskitFunction object; larger programs need image builds.
+MAX_INLINE_SOURCE_BYTES = 900 * 1024
+SKIPPED_DIRS = {"__pycache__", ".git", ".ipynb_checkpoints", ".venv", "venv"}
+
+
+def _api_error(exc: ApiException, what: str, namespace: str) -> QiskitServerlessException:
+    """A Kubernetes error as a sentence a notebook user can act on."""
+    try:
+        detail = json.loads(exc.body or "{}").get("message") or exc.reason
+    except ValueError:
+        detail = exc.reason
+    if exc.status == 403:
+        return QiskitServerlessException(
+            f"not allowed to {what} in namespace {namespace!r}: {detail}. Ask for a Role that "
+            "grants it, or choose a namespace you may use: QiskitServerless(namespace=...)"
+        )
+    if exc.status == 404 and what.startswith("list "):
+        return QiskitServerlessException(
+            f"this cluster does not serve {what[5:]}: the qiskit-serverless CRDs are not "
+            "installed (kubectl apply -f crds/)"
+        )
+    if exc.status == 401:
+        return QiskitServerlessException(f"the cluster did not accept your credentials: {detail}")
+    return QiskitServerlessException(f"could not {what} (HTTP {exc.status}): {detail}")
+
+
+def object_name(title: str) -> str:
+    """A QiskitFunction title (underscores allowed) as a DNS-1123 object name."""
+    name = re.sub(r"[^a-z0-9-]+", "-", title.lower()).strip("-") or "function"
+    if name != title or len(name) > 50:
+        name = f"{name[:40].rstrip('-')}-{hashlib.sha256(title.encode()).hexdigest()[:8]}"
+    return name
+
+
+def read_program_files(program: QiskitFunction) -> dict[str, str]:
+    """The function's folder as {relative path: text}; the entrypoint must be among them."""
+    folder = Path(program.working_dir or ".").expanduser()
+    if not folder.is_dir():
+        raise QiskitServerlessException(f"working_dir {str(folder)!r} is not a folder")
+    files: dict[str, str] = {}
+    size = 0
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or any(part in SKIPPED_DIRS for part in path.parts):
+            continue
+        relative = path.relative_to(folder).as_posix()
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError as exc:
+            raise QiskitServerlessException(
+                f"{relative} is not a text file; binary data belongs in object storage, passed "
+                "as an argument"
+            ) from exc
+        size += len(text.encode()) + len(relative)
+        files[relative] = text
+    if program.entrypoint not in files:
+        raise QiskitServerlessException(
+            f"entrypoint {program.entrypoint!r} is not in {str(folder)!r} "
+            f"(found: {', '.join(sorted(files)) or 'no files'})"
+        )
+    if size > MAX_INLINE_SOURCE_BYTES:
+        raise QiskitServerlessException(
+            f"the program folder holds {size} bytes, over the {MAX_INLINE_SOURCE_BYTES} that "
+            "fit in a QiskitFunction; keep data files out of working_dir"
+        )
+    return files
+
+
+class KubernetesClient(BaseClient):
+    """Qiskit Serverless on a Kubernetes cluster running the qiskit-serverless operator."""
+
+    def __init__(
+        self,
+        namespace: str | None = None,
+        *,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        api_client: k8s.ApiClient | None = None,
+    ) -> None:
+        if api_client is None:
+            api_client, default_namespace = _connect(kubeconfig, context)
+        else:
+            default_namespace = "default"
+        self.namespace = namespace or default_namespace
+        self._api = api_client
+        self._custom = k8s.CustomObjectsApi(api_client)
+        self._core = k8s.CoreV1Api(api_client)
+        super().__init__(host=api_client.configuration.host)
+        self._names: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"<KubernetesClient(host={self.host}, namespace={self.namespace})>"
+
+    @classmethod
+    def from_dict(cls, dictionary: dict) -> KubernetesClient:
+        return cls(namespace=dictionary.get("namespace"))
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _list(self, plural: str) -> list[dict[str, Any]]:
+        try:
+            return self._custom.list_namespaced_custom_object(
+                c.GROUP, c.VERSION, self.namespace, plural
+            )["items"]
+        except ApiException as exc:
+            raise _api_error(exc, f"list {plural}", self.namespace) from exc
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise QiskitServerlessException(f"no cluster reachable at {self.host}: {exc}") from exc
+
+    def _job_body(self, job_id: str) -> dict[str, Any] | None:
+        name = self._names.get(job_id)
+        if name:
+            try:
+                body = self._custom.get_namespaced_custom_object(
+                    c.GROUP, c.VERSION, self.namespace, c.JOB_PLURAL, name
+                )
+                if body["metadata"]["uid"] == job_id:
+                    return body
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise _api_error(exc, "read the job", self.namespace) from exc
+        for body in self._list(c.JOB_PLURAL):
+            self._names[body["metadata"]["uid"]] = body["metadata"]["name"]
+            if body["metadata"]["uid"] == job_id:
+                return body
+        return None
+
+    def _require_job(self, job_id: str) -> dict[str, Any]:
+        body = self._job_body(job_id)
+        if body is None:
+            raise QiskitServerlessException(f"no job {job_id} in namespace {self.namespace!r}")
+        return body
+
+    def _read_link(self, body: dict[str, Any], key: str) -> str | None:
+        name = f"sj-out-{body['metadata']['name']}"
+        try:
+            secret = self._core.read_namespaced_secret(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _api_error(exc, "read the job's output links", self.namespace) from exc
+        data = (secret.data or {}).get(key)
+        return base64.b64decode(data).decode() if data else None
+
+    def _fetch(self, body: dict[str, Any], key: str) -> str | None:
+        url = self._read_link(body, key)
+        if not url:
+            return None
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                return response.read().decode()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise QiskitServerlessException(
+                f"object storage refused the job's {key.split('-')[0]} (HTTP {exc.code})"
+            ) from exc
+
+    def _runnable(self, body: dict[str, Any]) -> RunnableQiskitFunction:
+        spec = body["spec"]
+        return RunnableQiskitFunction(
+            client=self,
+            title=spec["title"],
+            provider=spec.get("provider"),
+            entrypoint=spec.get("entrypoint"),
+            dependencies=spec.get("dependencies") or [],
+            env_vars=spec.get("env") or None,
+            description=spec.get("description"),
+            version=spec.get("version"),
+            image=(body.get("status") or {}).get("image") or spec.get("image"),
+            raw_data=body,
+        )
+
+    # ------------------------------------------------------------------ functions
+
+    def functions(self, provider: str | None = None, **kwargs: Any) -> list[RunnableQiskitFunction]:
+        bodies = self._list(c.FUNCTION_PLURAL)
+        return [
+            self._runnable(b)
+            for b in sorted(bodies, key=lambda b: b["spec"]["title"])
+            if provider is None or b["spec"].get("provider") == provider
+        ]
+
+    def function(self, title: str, provider: str | None = None) -> RunnableQiskitFunction | None:
+        if "/" in title and provider is None:
+            provider, title = title.split("/", 1)
+        for body in self._list(c.FUNCTION_PLURAL):
+            spec = body["spec"]
+            if spec["title"] == title and (provider is None or spec.get("provider") == provider):
+                return self._runnable(body)
+        return None
+
+    def upload(
+        self, program: QiskitFunction, wait: bool = True, timeout: float = 600
+    ) -> RunnableQiskitFunction | None:
+        spec: dict[str, Any] = {"title": program.title, "entrypoint": program.entrypoint}
+        for key, value in (
+            ("provider", program.provider),
+            ("version", program.version),
+            ("description", program.description),
+            ("dependencies", program.dependencies or None),
+            ("env", program.env_vars or None),
+        ):
+            if value:
+                spec[key] = value
+        if program.image:
+            spec["image"] = program.image
+        else:
+            spec["source"] = {"files": read_program_files(program)}
+        name = object_name(program.title)
+        body = {
+            "apiVersion": c.API_VERSION,
+            "kind": c.FUNCTION_KIND,
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        try:
+            self._custom.create_namespaced_custom_object(
+                c.GROUP, c.VERSION, self.namespace, c.FUNCTION_PLURAL, body
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise _api_error(exc, "upload the function", self.namespace) from exc
+            try:
+                self._custom.patch_namespaced_custom_object(
+                    c.GROUP,
+                    c.VERSION,
+                    self.namespace,
+                    c.FUNCTION_PLURAL,
+                    name,
+                    [{"op": "replace", "path": "/spec", "value": spec}],
+                )
+            except ApiException as exc2:
+                raise _api_error(exc2, "update the function", self.namespace) from exc2
+        if not wait:
+            return self.function(program.title, program.provider)
+        return self._wait_ready(name, timeout)
+
+    def _wait_ready(self, name: str, timeout: float) -> RunnableQiskitFunction:
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self._custom.get_namespaced_custom_object(
+                c.GROUP, c.VERSION, self.namespace, c.FUNCTION_PLURAL, name
+            )
+            status = body.get("status") or {}
+            current = status.get("observedGeneration") == body["metadata"].get("generation")
+            if current and status.get("phase") == c.FunctionPhase.READY:
+                return self._runnable(body)
+            if current and status.get("phase") == c.FunctionPhase.FAILED:
+                raise QiskitServerlessException(
+                    f"function {body['spec']['title']!r} failed: {status.get('message')}"
+                )
+            if time.monotonic() > deadline:
+                raise QiskitServerlessException(
+                    f"function {body['spec']['title']!r} is not Ready after {timeout:.0f} s "
+                    f"(phase {status.get('phase') or 'Pending'}); is the operator running?"
+                )
+            time.sleep(0.5)
+
+    # ------------------------------------------------------------------ running
+
+    def run(
+        self,
+        program: QiskitFunction | str,
+        arguments: dict[str, Any] | None = None,
+        config: Configuration | None = None,
+        provider: str | None = None,
+        *,
+        function_size: str | None = None,
+    ) -> Job:
+        title = program if isinstance(program, str) else program.title
+        provider = provider or (None if isinstance(program, str) else program.provider)
+        if self.function(title, provider) is None:
+            raise QiskitServerlessException(
+                f"function {title!r} not found in namespace {self.namespace!r}; "
+                "serverless.functions() lists the ones you can run"
+            )
+        try:
+            encoded = json.dumps(arguments or {}, cls=QiskitObjectsEncoder)
+        except (TypeError, ValueError) as exc:
+            raise QiskitServerlessException(
+                f"the arguments cannot be sent to the job: {exc}. Arguments must be JSON values "
+                "or Qiskit objects (circuits, observables, arrays, ...)"
+            ) from exc
+        if len(encoded.encode()) > c.SECRET_MAX_BYTES - 4096:
+            raise QiskitServerlessException(
+                f"the arguments are {len(encoded.encode())} bytes, over the 1 MiB a job's "
+                "arguments Secret holds; put large inputs in object storage and pass where "
+                "they are instead"
+            )
+        name = f"{object_name(title)[:40].rstrip('-')}-{uuid.uuid4().hex[:8]}"
+        secret_name = f"{name}-args"
+        try:
+            # The Secret first: the operator may look at the job the moment it exists.
+            self._core.create_namespaced_secret(
+                self.namespace,
+                k8s.V1Secret(
+                    metadata=k8s.V1ObjectMeta(name=secret_name, labels={c.LABEL_JOB: name}),
+                    string_data={c.ARGUMENTS_FILE: encoded},
+                    type="Opaque",
+                ),
+            )
+            body = self._custom.create_namespaced_custom_object(
+                c.GROUP,
+                c.VERSION,
+                self.namespace,
+                c.JOB_PLURAL,
+                {
+                    "apiVersion": c.API_VERSION,
+                    "kind": c.JOB_KIND,
+                    "metadata": {"name": name},
+                    "spec": {"function": title, "arguments": {"secretRef": {"name": secret_name}}},
+                },
+            )
+            # Owned by the job from now on: deleting the job deletes its arguments.
+            self._core.patch_namespaced_secret(
+                secret_name,
+                self.namespace,
+                {
+                    "metadata": {
+                        "ownerReferences": [
+                            {
+                                "apiVersion": c.API_VERSION,
+                                "kind": c.JOB_KIND,
+                                "name": name,
+                                "uid": body["metadata"]["uid"],
+                                "blockOwnerDeletion": True,
+                            }
+                        ]
+                    }
+                },
+            )
+        except ApiException as exc:
+            raise _api_error(exc, "create the job", self.namespace) from exc
+        uid = body["metadata"]["uid"]
+        self._names[uid] = name
+        return Job(uid, job_service=self, raw_data={"status": "QUEUED"})
+
+    def validate_arguments(
+        self, title: str, arguments: dict[str, Any] | None = None, provider: str | None = None
+    ) -> dict:
+        try:
+            json.dumps(arguments or {}, cls=QiskitObjectsEncoder)
+        except (TypeError, ValueError) as exc:
+            raise QiskitServerlessException(f"the arguments cannot be sent: {exc}") from exc
+        return {"valid": True}
+
+    # ------------------------------------------------------------------ jobs
+
+    def jobs(self, function: QiskitFunction | None = None, **kwargs: Any) -> list[Job]:
+        bodies = self._list(c.JOB_PLURAL)
+        if function is not None:
+            bodies = [b for b in bodies if b["spec"].get("function") == function.title]
+        status = kwargs.get("status")
+        if status:
+            bodies = [b for b in bodies if (b.get("status") or {}).get("phase") == status]
+        bodies.sort(
+            key=lambda b: (b["metadata"]["creationTimestamp"], b["metadata"]["name"]), reverse=True
+        )
+        offset = int(kwargs.get("offset") or 0)
+        limit = kwargs.get("limit")
+        bodies = bodies[offset : offset + int(limit) if limit else None]
+        for body in bodies:
+            self._names[body["metadata"]["uid"]] = body["metadata"]["name"]
+        return [Job(b["metadata"]["uid"], job_service=self) for b in bodies]
+
+    def job(self, job_id: str) -> Job | None:
+        return Job(job_id, job_service=self) if self._job_body(job_id) else None
+
+    def get_job_data(self, job_id: str) -> dict[str, Any] | None:
+        status = self._require_job(job_id).get("status") or {}
+        return {
+            "status": status.get("phase") or c.JobPhase.QUEUED.value,
+            "sub_status": status.get("subStatus"),
+        }
+
+    def status(self, job_id: str) -> str:
+        return (self.get_job_data(job_id) or {})["status"]
+
+    def stop(self, job_id: str, service: Any = None) -> str | bool:
+        body = self._require_job(job_id)
+        phase = (body.get("status") or {}).get("phase")
+        if phase in {p.value for p in c.TERMINAL_JOB_PHASES}:
+            return f"Job is already {phase}."
+        try:
+            self._custom.patch_namespaced_custom_object(
+                c.GROUP,
+                c.VERSION,
+                self.namespace,
+                c.JOB_PLURAL,
+                body["metadata"]["name"],
+                {"spec": {"stop": True}},
+            )
+        except ApiException as exc:
+            raise _api_error(exc, "stop the job", self.namespace) from exc
+        return STOPPED
+
+    def result(self, job_id: str) -> Any:
+        body = self._require_job(job_id)
+        status = body.get("status") or {}
+        if status.get("phase") == c.JobPhase.ERROR:
+            return status.get("message") or "the job failed"
+        return self._fetch(body, "result-url") or "{}"
+
+    def logs(self, job_id: str) -> str:
+        text = self._fetch(self._require_job(job_id), "logs-url")
+        return text if text else NO_LOGS
+
+    def provider_logs(self, job_id: str) -> str:
+        return self.logs(job_id)
+
+    def filtered_logs(self, job_id: str, **kwargs: Any) -> str:
+        logs = self.logs(job_id)
+        if logs == NO_LOGS:
+            return logs
+        include, exclude = kwargs.get("include"), kwargs.get("exclude")
+        lines = [
+            line
+            for line in logs.splitlines()
+            if (not include or re.search(include, line))
+            and (not exclude or not re.search(exclude, line))
+        ]
+        return "\n".join(lines)
+
+    def runtime_jobs(self, job_id: str, runtime_session: str | None = None) -> list[str]:
+        return []
+
+    def runtime_sessions(self, job_id: str) -> list[str]:
+        return []
+
+    def events(self, job_id: str, **kwargs: Any) -> list:
+        return []
+
+
+def _connect(kubeconfig: str | None, context: str | None) -> tuple[k8s.ApiClient, str]:
+    try:
+        k8s_config.load_incluster_config()
+        namespace_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        namespace = namespace_file.read_text().strip() if namespace_file.exists() else "default"
+        return k8s.ApiClient(), namespace
+    except k8s_config.ConfigException:
+        pass
+    # Read KUBECONFIG now, not when the kubernetes package was imported.
+    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    try:
+        configuration = k8s.Configuration()
+        k8s_config.load_kube_config(
+            config_file=kubeconfig, context=context, client_configuration=configuration
+        )
+        _, active = k8s_config.list_kube_config_contexts(config_file=kubeconfig)
+        if context:
+            contexts, _ = k8s_config.list_kube_config_contexts(config_file=kubeconfig)
+            active = next((x for x in contexts if x["name"] == context), active)
+    except (k8s_config.ConfigException, FileNotFoundError, TypeError) as exc:
+        raise QiskitServerlessException(
+            f"no cluster configured: {exc}. Set KUBECONFIG or run inside the cluster"
+        ) from exc
+    namespace = (active or {}).get("context", {}).get("namespace") or "default"
+    return k8s.ApiClient(configuration), namespace
+
+
+def QiskitServerless(namespace: str | None = None, **kwargs: Any) -> KubernetesClient:
+    """The walkthrough's entry point: the cluster from kubeconfig (or in-cluster config)."""
+    return KubernetesClient(namespace=namespace, **kwargs)
