@@ -33,6 +33,7 @@ from qiskit_serverless.serializers.program_serializers import QiskitObjectsEncod
 from .. import constants as c
 
 NO_LOGS = "No logs yet."
+SUBMITTED_AT = f"{c.GROUP}/submitted-at"
 STOPPED = "Job has been stopped."
 # Inline source travels in the QiskitFunction object; larger programs need image builds.
 MAX_INLINE_SOURCE_BYTES = 900 * 1024
@@ -343,7 +344,8 @@ class KubernetesClient(BaseClient):
                 {
                     "apiVersion": c.API_VERSION,
                     "kind": c.JOB_KIND,
-                    "metadata": {"name": name},
+                    # creationTimestamp has 1 s resolution: this orders jobs() within a second.
+                    "metadata": {"name": name, "annotations": {SUBMITTED_AT: f"{time.time():.6f}"}},
                     "spec": {"function": title, "arguments": {"secretRef": {"name": secret_name}}},
                 },
             )
@@ -389,9 +391,7 @@ class KubernetesClient(BaseClient):
         status = kwargs.get("status")
         if status:
             bodies = [b for b in bodies if (b.get("status") or {}).get("phase") == status]
-        bodies.sort(
-            key=lambda b: (b["metadata"]["creationTimestamp"], b["metadata"]["name"]), reverse=True
-        )
+        bodies.sort(key=_submission_order, reverse=True)
         offset = int(kwargs.get("offset") or 0)
         limit = kwargs.get("limit")
         bodies = bodies[offset : offset + int(limit) if limit else None]
@@ -465,6 +465,15 @@ class KubernetesClient(BaseClient):
 
     def events(self, job_id: str, **kwargs: Any) -> list:
         return []
+
+
+def _submission_order(body: dict[str, Any]) -> tuple[str, float, str]:
+    meta = body["metadata"]
+    try:
+        submitted = float((meta.get("annotations") or {}).get(SUBMITTED_AT, 0))
+    except ValueError:
+        submitted = 0.0
+    return meta["creationTimestamp"], submitted, meta["name"]
 
 
 def _connect(kubeconfig: str | None, context: str | None) -> tuple[k8s.ApiClient, str]:
