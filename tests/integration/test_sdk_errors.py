@@ -13,6 +13,7 @@ from qiskit_serverless.exception import QiskitServerlessException
 
 from qiskit_serverless_operator import KubernetesClient
 from qiskit_serverless_operator.client.kubernetes_client import object_name
+from tests.kube import wait_until
 from tests.serverless import custom, make_function, wait_function_phase
 
 
@@ -98,3 +99,18 @@ def test_no_cluster_reachable(tmp_path, cluster: dict) -> None:
         sdk.functions()
     with pytest.raises(QiskitServerlessException, match="no cluster configured"):
         KubernetesClient(kubeconfig=str(tmp_path / "missing"))
+
+
+def test_credentials_secret_reaches_the_job_and_a_missing_one_is_reported(
+    api_client: client.ApiClient, namespace: str, operator, crds: None
+) -> None:
+    make_function(custom(api_client), namespace, "fn", {"main.py": "print(1)"})
+    wait_function_phase(custom(api_client), namespace, "fn", "Ready")
+    sdk = KubernetesClient(
+        namespace=namespace, api_client=api_client, credentials_secret="ibm-quantum"
+    )
+    job = sdk.run("fn", {})
+    body = sdk._require_job(job.job_id)
+    assert body["spec"]["credentials"] == {"secretRef": {"name": "ibm-quantum"}}
+    wait_until(lambda: job.status() == "ERROR", timeout=60, what="the job to fail")
+    assert "credentials Secret 'ibm-quantum' not found" in job.error_message()

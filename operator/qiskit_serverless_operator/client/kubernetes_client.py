@@ -112,7 +112,12 @@ class KubernetesClient(BaseClient):
         kubeconfig: str | None = None,
         context: str | None = None,
         api_client: k8s.ApiClient | None = None,
+        credentials_secret: str | None = None,
     ) -> None:
+        """``credentials_secret``: a Secret in the namespace with IBM Quantum ``token``,
+        ``channel`` and ``instance``, handed to every job this client runs (default: the
+        ``QSO_CREDENTIALS_SECRET`` environment variable; none: programs run offline)."""
+        self.credentials_secret = credentials_secret or os.environ.get("QSO_CREDENTIALS_SECRET")
         if api_client is None:
             api_client, default_namespace = _connect(kubeconfig, context)
         else:
@@ -346,7 +351,7 @@ class KubernetesClient(BaseClient):
                     "kind": c.JOB_KIND,
                     # creationTimestamp has 1 s resolution: this orders jobs() within a second.
                     "metadata": {"name": name, "annotations": {SUBMITTED_AT: f"{time.time():.6f}"}},
-                    "spec": {"function": title, "arguments": {"secretRef": {"name": secret_name}}},
+                    "spec": self._job_spec(title, secret_name),
                 },
             )
             # Owned by the job from now on: deleting the job deletes its arguments.
@@ -372,6 +377,15 @@ class KubernetesClient(BaseClient):
         uid = body["metadata"]["uid"]
         self._names[uid] = name
         return Job(uid, job_service=self, raw_data={"status": "QUEUED"})
+
+    def _job_spec(self, title: str, secret_name: str) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "function": title,
+            "arguments": {"secretRef": {"name": secret_name}},
+        }
+        if self.credentials_secret:
+            spec["credentials"] = {"secretRef": {"name": self.credentials_secret}}
+        return spec
 
     def validate_arguments(
         self, title: str, arguments: dict[str, Any] | None = None, provider: str | None = None
