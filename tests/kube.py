@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -49,7 +50,7 @@ def core(api_client: client.ApiClient) -> client.CoreV1Api:
 @pytest.fixture
 def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards (so the suite can run again)."""
-    stem = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
     name = f"t-{stem}-{uuid.uuid4().hex[:6]}"
     core.create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"qso.test": "true"}))
@@ -186,6 +187,16 @@ class OperatorProcess:
             "QSO_METRICS_BIND": "127.0.0.1",
             "QSO_METRICS_PORT": str(ports[2]),
             "QSO_FINISHED_POD_TTL_SECONDS": "120",
+            # Image builds: the local registry, and the machine's own pip settings and CA
+            # bundle so build pods reach the same package index the machine does.
+            "QSO_REGISTRY": cluster["registry"],
+            "QSO_REGISTRY_INSECURE": "true",
+            "QSO_BUILDER_IMAGE": cluster["images"]["builder"],
+            "QSO_PIP_CA_BUNDLE": os.environ.get("PIP_CERT")
+            or os.environ.get("REQUESTS_CA_BUNDLE")
+            or "/etc/ssl/certs/ca-certificates.crt",
+            "QSO_PIP_INDEX_URL": os.environ.get("PIP_INDEX_URL", ""),
+            "QSO_PIP_EXTRA_INDEX_URL": os.environ.get("PIP_EXTRA_INDEX_URL", ""),
             "QSO_PEERING_PRIORITY": str(priority),
             "QSO_PEERING_LIFETIME_SECONDS": "10",
         }

@@ -65,6 +65,16 @@ class OperatorConfig:
     default_cpu: str = "500m"
     default_memory: str = "1Gi"
     namespace: str | None = None  # None: all namespaces
+    # Image builds (functions with dependencies): where images are pushed, the builder image,
+    # and the package index settings passed to pip in build pods. No registry: no builds.
+    registry: str | None = None
+    registry_insecure: bool = False
+    builder_image: str | None = None
+    pip_index_url: str | None = None
+    pip_extra_index_url: str | None = None
+    pip_ca_bundle: str | None = None  # a file the operator reads and hands to build pods
+    build_proxy: dict[str, str] = field(default_factory=dict)
+    build_timeout_seconds: int = 1800
     peering: str = "qiskit-serverless-operator"
     # kopf peering: the live replica with the highest priority acts, the others stand by.
     # A random priority per process makes replicas of one Deployment distinct.
@@ -110,6 +120,18 @@ class OperatorConfig:
             default_cpu=env.get("QSO_DEFAULT_CPU", "500m"),
             default_memory=env.get("QSO_DEFAULT_MEMORY", "1Gi"),
             namespace=env.get("QSO_NAMESPACE") or None,
+            registry=env.get("QSO_REGISTRY") or None,
+            registry_insecure=_bool(env, "QSO_REGISTRY_INSECURE", False),
+            builder_image=env.get("QSO_BUILDER_IMAGE") or None,
+            pip_index_url=env.get("QSO_PIP_INDEX_URL") or None,
+            pip_extra_index_url=env.get("QSO_PIP_EXTRA_INDEX_URL") or None,
+            pip_ca_bundle=env.get("QSO_PIP_CA_BUNDLE") or None,
+            build_proxy={
+                key: env[f"QSO_BUILD_{key}"]
+                for key in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+                if env.get(f"QSO_BUILD_{key}")
+            },
+            build_timeout_seconds=_int(env, "QSO_BUILD_TIMEOUT_SECONDS", 1800),
             peering=env.get("QSO_PEERING", "qiskit-serverless-operator"),
             peering_priority=_int(env, "QSO_PEERING_PRIORITY", random.randint(1, 1_000_000)),
             peering_lifetime_seconds=_int(env, "QSO_PEERING_LIFETIME_SECONDS", 30),

@@ -55,6 +55,7 @@ PHASE_ORDER = {
 LABEL_JOB = f"{GROUP}/job"
 LABEL_FUNCTION = f"{GROUP}/function"
 LABEL_COMPONENT = f"{GROUP}/component"
+LABEL_BUILD = f"{GROUP}/build"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "qiskit-serverless-operator"
 FINALIZER = f"{GROUP}/cleanup"

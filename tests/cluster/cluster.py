@@ -334,11 +334,12 @@ def up(paths: Paths) -> dict:
             interval=1,
         )
 
-    with timer.phase("image", "pause, CoreDNS, runtime base (cached by content)"):
+    with timer.phase("image", "pause, CoreDNS, runtime base, builder (cached by content)"):
         coredns = images.binary_image(paths, "coredns", binaries["coredns"])
         runtime = images.runtime_image(paths)
         for image in (pause, coredns, runtime):
             images.push(paths, image)
+        builder = images.builder_image(paths, runtime, binaries["crane"])
 
     with timer.phase("start: node", "containerd, kubelet, kube-proxy"):
         procs.start(
@@ -384,7 +385,12 @@ def up(paths: Paths) -> dict:
         "node": config.NODE_NAME,
         "node_ip": config.NODE_IP,
         "registry": config.REGISTRY,
-        "images": {"pause": pause.ref, "coredns": coredns.ref, "runtime": runtime.ref},
+        "images": {
+            "pause": pause.ref,
+            "coredns": coredns.ref,
+            "runtime": runtime.ref,
+            "builder": builder.ref,
+        },
         "s3": {
             "endpoint": config.S3_ENDPOINT,
             "bucket": config.S3_BUCKET,

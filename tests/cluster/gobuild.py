@@ -62,6 +62,7 @@ MODULES = (
     GoModule("etcd", ("etcd",), rename=(("server", "etcd"),)),
     GoModule("coredns", ("coredns",)),
     GoModule("critools", ("crictl",)),
+    GoModule("crane", ("crane",)),
     GoModule("pause", ("pause",), target="."),
 )
 

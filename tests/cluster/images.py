@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +115,7 @@ def runtime_package_files() -> list[Path]:
         package / "__init__.py",
         package / "constants.py",
         *sorted((package / "runtime").glob("*.py")),
+        *sorted((package / "builder").glob("*.py")),
     ]
 
 
@@ -293,3 +295,45 @@ def push(paths: config.Paths, image: Image) -> None:
         ],
         env={**os.environ},
     )
+
+
+def builder_image(paths: config.Paths, runtime: Image, crane: Path) -> Image:
+    """The function builder: the runtime base image plus ``crane`` (images/builder/).
+
+    Made in the registry by appending one layer with crane itself, so it costs seconds.
+    """
+    tag = _file_digest(runtime.tag.encode(), crane.read_bytes())
+    image = Image("builder", tag, paths.cache / "images" / f"builder-{tag}")
+    insecure = ["--insecure"]
+    if (
+        subprocess.run([str(crane), "digest", image.ref, *insecure], capture_output=True).returncode
+        == 0
+    ):
+        return image
+    work = paths.cache / "images" / f"builder-{tag}.work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    layer = work / "layer.tar"
+    with tarfile.open(layer, "w") as tar:
+        info = tar.gettarinfo(str(crane), arcname="usr/local/bin/crane")
+        info.uid = info.gid = 0
+        info.mode = 0o755
+        with crane.open("rb") as handle:
+            tar.addfile(info, handle)
+    say(f"pushing {image.ref}")
+    _run(
+        [
+            crane,
+            "append",
+            "--base",
+            runtime.ref,
+            "--new_layer",
+            layer,
+            "--new_tag",
+            image.ref,
+            *insecure,
+        ],
+        capture_output=True,
+    )
+    shutil.rmtree(work)
+    return image

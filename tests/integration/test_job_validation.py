@@ -44,12 +44,12 @@ def test_function_not_ready_fails_the_job_with_the_function_message(
     api_client: client.ApiClient, namespace: str, operator
 ) -> None:
     api = custom(api_client)
-    make_function(api, namespace, "needs-deps", OK_PROGRAM, dependencies=["requests==2.32.3"])
-    wait_function_phase(api, namespace, "needs-deps", "Failed")
-    make_job(api, namespace, "deps-1", "needs-deps")
-    status = wait_error(api, namespace, "deps-1")
+    make_function(api, namespace, "broken", {"helper.py": "x = 1"})
+    wait_function_phase(api, namespace, "broken", "Failed")
+    make_job(api, namespace, "broken-1", "broken")
+    status = wait_error(api, namespace, "broken-1")
     assert status["reason"] == "FunctionFailed"
-    assert "image build" in status["message"]
+    assert "function 'broken' is Failed: entrypoint 'main.py'" in status["message"]
 
 
 def test_entrypoint_missing_from_source(

@@ -37,29 +37,15 @@ def test_arguments_that_cannot_be_serialized(
         sdk.run("fn", {"handle": object()})
 
 
-def test_upload_reports_a_missing_entrypoint_and_a_failed_function(
-    sdk: KubernetesClient, tmp_path, operator
-) -> None:
+def test_upload_reports_a_missing_entrypoint(sdk: KubernetesClient, tmp_path, operator) -> None:
     (tmp_path / "main.py").write_text("print('x')\n")
     with pytest.raises(
         QiskitServerlessException, match=re.escape("entrypoint 'other.py' is not in")
     ):
         sdk.upload(QiskitFunction(title="x", entrypoint="other.py", working_dir=str(tmp_path)))
-    with pytest.raises(QiskitServerlessException, match="failed: dependencies need an image"):
-        sdk.upload(
-            QiskitFunction(
-                title="needs_deps",
-                entrypoint="main.py",
-                working_dir=str(tmp_path),
-                dependencies=["requests"],
-            )
-        )
     fn = sdk.upload(QiskitFunction(title="ok_fn", entrypoint="main.py", working_dir=str(tmp_path)))
     assert str(fn) == "QiskitFunction(ok_fn)" and object_name("ok_fn") != "ok_fn"
-    assert [str(f) for f in sdk.functions()] == [
-        "QiskitFunction(needs_deps)",
-        "QiskitFunction(ok_fn)",
-    ]
+    assert [str(f) for f in sdk.functions()] == ["QiskitFunction(ok_fn)"]
 
 
 def test_a_namespace_without_rights_gives_a_readable_error(

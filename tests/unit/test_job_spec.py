@@ -123,3 +123,41 @@ def test_every_mount_has_its_volume():
     pod = job["spec"]["template"]["spec"]
     volumes = {v["name"] for v in pod["volumes"]}
     assert {m["name"] for m in pod["containers"][0]["volumeMounts"]} <= volumes
+
+
+def test_build_tag_follows_the_inputs_and_the_build_pod_is_locked_down():
+    from qiskit_serverless_operator.controller import buildspec
+
+    qf = _qf(dependencies=["tabulate==0.9.0"])
+    tag = buildspec.build_tag("reg/runtime:1", qf["spec"])
+    assert buildspec.build_tag("reg/runtime:1", qf["spec"]) == tag
+    assert buildspec.build_tag("reg/runtime:2", qf["spec"]) != tag
+    changed = _qf(dependencies=["tabulate==0.9.0"])
+    changed["spec"]["source"]["files"]["main.py"] = "print(2)"
+    assert buildspec.build_tag("reg/runtime:1", changed["spec"]) != tag
+    cfg = OperatorConfig.from_env(
+        {
+            "QSO_S3_ENDPOINT": "http://s3",
+            "QSO_S3_BUCKET": "b",
+            "QSO_S3_ACCESS_KEY": "a",
+            "QSO_S3_SECRET_KEY": "s",
+            "QSO_RUNTIME_IMAGE": "reg/runtime:1",
+            "QSO_GATEWAY_URL": "http://gw",
+            "QSO_REGISTRY": "reg",
+            "QSO_BUILDER_IMAGE": "reg/b:1",
+            "QSO_PIP_INDEX_URL": "https://mirror.example/simple",
+        }
+    )
+    job = buildspec.build_job(qf, cfg, tag, with_ca=True)
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert "privileged" not in container["securityContext"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["QSO_TARGET_IMAGE"] == f"reg/qso-functions/ns/hello:{tag}"
+    assert env["PIP_INDEX_URL"] == "https://mirror.example/simple"
+    assert env["PIP_CERT"] == "/etc/qso-ca/ca.crt"
+    assert job["metadata"]["name"] == buildspec.build_job_name("hello", tag)
+    assert desired_status(qf, "r", builds=False)["reason"] == "BuildUnavailable"
+    assert desired_status(qf, "r", builds=True)["reason"] == "NeedsBuild"

@@ -263,13 +263,13 @@ class KubernetesClient(BaseClient):
             if exc.status != 409:
                 raise _api_error(exc, "upload the function", self.namespace) from exc
             try:
-                self._custom.patch_namespaced_custom_object(
-                    c.GROUP,
-                    c.VERSION,
-                    self.namespace,
-                    c.FUNCTION_PLURAL,
-                    name,
-                    [{"op": "replace", "path": "/spec", "value": spec}],
+                # A whole-spec replace (removed fields go too), guarded by resourceVersion.
+                current = self._custom.get_namespaced_custom_object(
+                    c.GROUP, c.VERSION, self.namespace, c.FUNCTION_PLURAL, name
+                )
+                current["spec"] = spec
+                self._custom.replace_namespaced_custom_object(
+                    c.GROUP, c.VERSION, self.namespace, c.FUNCTION_PLURAL, name, current
                 )
             except ApiException as exc2:
                 raise _api_error(exc2, "update the function", self.namespace) from exc2

@@ -9,16 +9,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import kopf
 
 from .. import constants as c
 from ..constants import FunctionPhase
-from ..kube import ApiError, QiskitFunction, ServerlessJob
-from . import jobspec
+from ..kube import ApiError, Job, Pod, QiskitFunction, ServerlessJob
+from . import buildspec, jobspec
 from .conditions import conditions
 from .context import Context, get_context
 from .jobs import reconcile_job
@@ -50,83 +52,186 @@ def _conditions(
     )
 
 
-def desired_status(body: dict[str, Any], runtime_image: str) -> dict[str, Any]:
-    """Pure: the status the spec calls for (ConfigMap creation happens separately)."""
+def _status(
+    phase: FunctionPhase,
+    reason: str,
+    message: str,
+    digest: str,
+    *,
+    image: str | None = None,
+    config_map: str | None = None,
+    build_tag: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "phase": phase.value,
+        "reason": reason,
+        "message": message,
+        "image": image,
+        "sourceDigest": digest,
+        "sourceConfigMap": config_map,
+        "buildTag": build_tag,
+    }
+
+
+def desired_status(
+    body: dict[str, Any], runtime_image: str, builds: bool = False
+) -> dict[str, Any]:
+    """Pure: the status the spec calls for. ``reason == "NeedsBuild"`` asks for an image build
+    (done by ``reconcile_function``), only when ``builds`` (a registry and builder) are set."""
     spec = body["spec"]
     name = body["metadata"]["name"]
     digest = source_digest(spec)
     if spec.get("image"):
-        return {
-            "phase": FunctionPhase.READY.value,
-            "reason": "PrebuiltImage",
-            "message": "runs the prebuilt image",
-            "image": spec["image"],
-            "sourceDigest": digest,
-            "sourceConfigMap": None,
-        }
+        return _status(
+            FunctionPhase.READY,
+            "PrebuiltImage",
+            "runs the prebuilt image",
+            digest,
+            image=spec["image"],
+        )
     source = spec.get("source") or {}
-    if spec.get("dependencies"):
-        return {
-            "phase": FunctionPhase.FAILED.value,
-            "reason": "BuildUnavailable",
-            "message": "dependencies need an image build, which this operator version "
-            "does not do yet; use a prebuilt image, or only packages the "
-            "runtime base image has (qiskit, qiskit-ibm-runtime, "
-            "qiskit-serverless)",
-            "image": None,
-            "sourceDigest": digest,
-            "sourceConfigMap": None,
-        }
     if source.get("archive"):
-        return {
-            "phase": FunctionPhase.FAILED.value,
-            "reason": "BuildUnavailable",
-            "message": "source archives need an image build, which this operator version "
-            "does not do yet; give source.files or a prebuilt image",
-            "image": None,
-            "sourceDigest": digest,
-            "sourceConfigMap": None,
-        }
+        return _status(
+            FunctionPhase.FAILED,
+            "BuildUnavailable",
+            "source archives are not built yet by this operator version; give "
+            "source.files or a prebuilt image",
+            digest,
+        )
     files = source.get("files") or {}
     size = sum(len(k.encode()) + len(v.encode()) for k, v in files.items())
     if size > MAX_INLINE_SOURCE_BYTES:
-        return {
-            "phase": FunctionPhase.FAILED.value,
-            "reason": "SourceTooLarge",
-            "message": f"inline source is {size} bytes, over the {MAX_INLINE_SOURCE_BYTES} "
-            "a ConfigMap can carry; upload it as an archive instead",
-            "image": None,
-            "sourceDigest": digest,
-            "sourceConfigMap": None,
-        }
+        return _status(
+            FunctionPhase.FAILED,
+            "SourceTooLarge",
+            f"inline source is {size} bytes, over the {MAX_INLINE_SOURCE_BYTES} a "
+            "ConfigMap can carry; upload it as an archive instead",
+            digest,
+        )
     if spec["entrypoint"] not in files:
-        return {
-            "phase": FunctionPhase.FAILED.value,
-            "reason": "EntrypointNotFound",
-            "message": f"entrypoint {spec['entrypoint']!r} is not among the source files "
+        return _status(
+            FunctionPhase.FAILED,
+            "EntrypointNotFound",
+            f"entrypoint {spec['entrypoint']!r} is not among the source files "
             f"({', '.join(sorted(files)) or 'none'})",
-            "image": None,
-            "sourceDigest": digest,
-            "sourceConfigMap": None,
-        }
-    return {
-        "phase": FunctionPhase.READY.value,
-        "reason": "RuntimeImage",
-        "message": "runs on the runtime base image with its source mounted",
-        "image": runtime_image,
-        "sourceDigest": digest,
-        "sourceConfigMap": jobspec.source_configmap_name(name),
-    }
+            digest,
+        )
+    if spec.get("dependencies"):
+        if not builds:
+            return _status(
+                FunctionPhase.FAILED,
+                "BuildUnavailable",
+                "dependencies need an image build, and this operator has no "
+                "registry and builder configured (QSO_REGISTRY, QSO_BUILDER_IMAGE); "
+                "use a prebuilt image, or only packages the runtime base image has "
+                "(qiskit, qiskit-ibm-runtime, qiskit-serverless)",
+                digest,
+            )
+        return _status(FunctionPhase.BUILDING, "NeedsBuild", "an image build is needed", digest)
+    return _status(
+        FunctionPhase.READY,
+        "RuntimeImage",
+        "runs on the runtime base image with its source mounted",
+        digest,
+        image=runtime_image,
+        config_map=jobspec.source_configmap_name(name),
+    )
 
 
-async def reconcile_function(body: dict[str, Any]) -> None:
+async def reconcile_function(namespace: str, name: str) -> None:
     ctx = get_context()
-    meta = body["metadata"]
-    status = desired_status(body, ctx.config.runtime_image)
-    if status["sourceConfigMap"]:
-        await ctx.kube.apply(jobspec.source_configmap(body))
-    await _write_status(ctx, body, status)
-    await _wake_jobs(ctx, meta["namespace"], body["spec"]["title"])
+    async with ctx.locks[f"qf/{namespace}/{name}"]:
+        body = await ctx.kube.get(QiskitFunction, name, namespace)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        cfg = ctx.config
+        status = desired_status(
+            body, cfg.runtime_image, builds=bool(cfg.registry and cfg.builder_image)
+        )
+        if status["reason"] == "NeedsBuild":
+            status = await _build(ctx, body, status)
+        elif status["sourceConfigMap"]:
+            await ctx.kube.apply(jobspec.source_configmap(body))
+        await _write_status(ctx, body, status)
+    await _wake_jobs(ctx, namespace, body["spec"]["title"])
+
+
+async def _build(ctx: Context, qf: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """Start, follow or finish the image build for ``qf``; return the status to write."""
+    cfg = ctx.config
+    meta = qf["metadata"]
+    ns = meta["namespace"]
+    tag = buildspec.build_tag(cfg.runtime_image, qf["spec"])
+    old = qf.get("status") or {}
+    if old.get("phase") == FunctionPhase.READY and old.get("buildTag") == tag:
+        return {
+            **status,
+            "phase": FunctionPhase.READY.value,
+            "reason": "Built",
+            "message": old.get("message", "built"),
+            "image": old.get("image"),
+            "buildTag": tag,
+        }
+    target = buildspec.target_image(cfg, qf, tag)
+    job_name = buildspec.build_job_name(meta["name"], tag)
+    building = {
+        **status,
+        "buildTag": tag,
+        "reason": "Building",
+        "message": f"building {target} (build Job {job_name})",
+    }
+    job = await ctx.kube.get(Job, job_name, ns)
+    if job is None:
+        await ctx.kube.apply(jobspec.source_configmap(qf))
+        with_ca = False
+        if cfg.pip_ca_bundle:
+            bundle = await asyncio.to_thread(Path(cfg.pip_ca_bundle).read_text)
+            await ctx.kube.apply(buildspec.ca_configmap(ns, bundle))
+            with_ca = True
+        await ctx.kube.create_or_get(buildspec.build_job(qf, cfg, tag, with_ca=with_ca))
+        return building
+    done = {
+        cond["type"]
+        for cond in (job.get("status") or {}).get("conditions") or []
+        if cond.get("status") == "True"
+    }
+    if not done & {"Complete", "Failed"}:
+        return building
+    pods = await ctx.kube.list(Pod, ns, labels={"batch.kubernetes.io/job-name": job_name})
+    report: dict[str, Any] = {}
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            message = ((cs.get("state") or {}).get("terminated") or {}).get("message")
+            if message:
+                try:
+                    report = json.loads(message)
+                except ValueError:
+                    report = {"error": message.strip()}
+    if "Complete" in done and report.get("image"):
+        await ctx.kube.delete(Job, job_name, ns)
+        return {
+            **status,
+            "phase": FunctionPhase.READY.value,
+            "reason": "Built",
+            "message": f"built {report['image']}",
+            "image": report["image"],
+            "buildTag": tag,
+        }
+    error = report.get("error")
+    if not error:
+        reasons = [
+            cond.get("message") or cond.get("reason")
+            for cond in (job.get("status") or {}).get("conditions") or []
+            if cond.get("type") == "Failed"
+        ]
+        error = reasons[0] if reasons else "the build Job failed"
+    return {
+        **status,
+        "phase": FunctionPhase.FAILED.value,
+        "reason": "BuildFailed",
+        "message": f"build failed: {error} (logs: kubectl -n {ns} logs job/{job_name})",
+        "buildTag": tag,
+    }
 
 
 async def _write_status(ctx: Context, body: dict[str, Any], status: dict[str, Any]) -> None:

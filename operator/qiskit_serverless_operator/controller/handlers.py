@@ -6,7 +6,6 @@ cluster afresh; the triggers only decide *when* to look, never *what* to do.
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Any
 
@@ -118,11 +117,18 @@ async def job_deleted(body: kopf.Body, **_: Any) -> None:
 
 @kopf.on.resume(c.GROUP, c.VERSION, c.FUNCTION_PLURAL)
 @kopf.on.create(c.GROUP, c.VERSION, c.FUNCTION_PLURAL)
-async def function_changed(body: kopf.Body, **_: Any) -> None:
-    await reconcile_function(copy.deepcopy(dict(body)))
+async def function_changed(name: str, namespace: str, **_: Any) -> None:
+    await reconcile_function(namespace, name)
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.FUNCTION_PLURAL, when=spec_not_yet_seen)
-async def function_spec_event(body: kopf.Body, type: str, **_: Any) -> None:
+async def function_spec_event(name: str, namespace: str, type: str, **_: Any) -> None:
     if type != "DELETED":
-        await reconcile_function(copy.deepcopy(dict(body)))
+        await reconcile_function(namespace, name)
+
+
+@kopf.on.event(
+    "batch", "v1", "jobs", labels={c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_BUILD: kopf.PRESENT}
+)
+async def build_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
+    await reconcile_function(namespace, body["metadata"]["labels"][c.LABEL_BUILD])

@@ -1,0 +1,1 @@
+"""The function image builder that runs in a build Job's pod (standard library only)."""

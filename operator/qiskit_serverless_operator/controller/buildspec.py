@@ -1,0 +1,143 @@
+"""The build Job that turns a QiskitFunction into an image (pure functions, no API calls)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from .. import constants as c
+from ..config import OperatorConfig
+from .jobspec import child_name, owner_reference, source_configmap_name, source_items
+
+CA_CONFIGMAP = "qso-build-ca"
+
+
+def build_tag(base_image: str, spec: dict[str, Any]) -> str:
+    """Content hash of what goes into the image: the same inputs never build twice."""
+    material = {
+        "base": base_image,
+        "dependencies": sorted(spec.get("dependencies") or []),
+        "entrypoint": spec.get("entrypoint"),
+        "files": (spec.get("source") or {}).get("files") or {},
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def target_image(cfg: OperatorConfig, qf: dict[str, Any], tag: str) -> str:
+    meta = qf["metadata"]
+    return f"{cfg.registry}/qso-functions/{meta['namespace']}/{meta['name']}:{tag}"
+
+
+def build_job_name(qf_name: str, tag: str) -> str:
+    return child_name("qf-build", f"{qf_name}-{tag[:10]}")
+
+
+def ca_configmap(namespace: str, bundle: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": CA_CONFIGMAP,
+            "namespace": namespace,
+            "labels": {c.LABEL_MANAGED_BY: c.MANAGER},
+        },
+        "data": {"ca.crt": bundle},
+    }
+
+
+def build_job(
+    qf: dict[str, Any], cfg: OperatorConfig, tag: str, *, with_ca: bool
+) -> dict[str, Any]:
+    meta = qf["metadata"]
+    env = [
+        {"name": "QSO_BASE_IMAGE", "value": cfg.runtime_image},
+        {"name": "QSO_TARGET_IMAGE", "value": target_image(cfg, qf, tag)},
+        {"name": "QSO_DEPENDENCIES", "value": json.dumps(qf["spec"].get("dependencies") or [])},
+        {"name": "QSO_REGISTRY_INSECURE", "value": "true" if cfg.registry_insecure else "false"},
+        {"name": "QSO_BUILD_SOURCE", "value": "/source"},
+        {"name": "QSO_BUILD_WORK", "value": "/work"},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    if cfg.pip_index_url:
+        env.append({"name": "PIP_INDEX_URL", "value": cfg.pip_index_url})
+    if cfg.pip_extra_index_url:
+        env.append({"name": "PIP_EXTRA_INDEX_URL", "value": cfg.pip_extra_index_url})
+    for key, value in sorted(cfg.build_proxy.items()):
+        env += [{"name": key, "value": value}, {"name": key.lower(), "value": value}]
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": "source",
+            "configMap": {"name": source_configmap_name(meta["name"]), "items": source_items(qf)},
+        },
+        {"name": "work", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "source", "mountPath": "/source", "readOnly": True},
+        {"name": "work", "mountPath": "/work"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if with_ca:
+        env += [
+            {"name": "PIP_CERT", "value": "/etc/qso-ca/ca.crt"},
+            {"name": "SSL_CERT_FILE", "value": "/etc/qso-ca/ca.crt"},
+        ]
+        volumes.append({"name": "ca", "configMap": {"name": CA_CONFIGMAP}})
+        mounts.append({"name": "ca", "mountPath": "/etc/qso-ca", "readOnly": True})
+    labels = {
+        c.LABEL_BUILD: meta["name"],
+        c.LABEL_FUNCTION: qf["spec"]["title"],
+        c.LABEL_MANAGED_BY: c.MANAGER,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": build_job_name(meta["name"], tag),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_reference(qf)],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": cfg.build_timeout_seconds,
+            "ttlSecondsAfterFinished": 600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    # pip needs the package index's name: the node's resolvers, not cluster DNS.
+                    "dnsPolicy": "Default",
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 1000,
+                        "runAsGroup": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "volumes": volumes,
+                    "containers": [
+                        {
+                            "name": "build",
+                            "image": cfg.builder_image,
+                            "command": ["python3", "-m", "qiskit_serverless_operator.builder"],
+                            "env": env,
+                            "volumeMounts": mounts,
+                            "resources": {
+                                "requests": {"cpu": "250m", "memory": "512Mi"},
+                                "limits": {"memory": "2Gi"},
+                            },
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }

@@ -1,0 +1,138 @@
+"""Image builds on the cluster: dependencies installed once, at build time, cached by content."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from kubernetes import client, watch
+from qiskit_serverless import QiskitFunction
+from qiskit_serverless.exception import QiskitServerlessException
+
+from qiskit_serverless_operator import KubernetesClient
+from qiskit_serverless_operator import constants as c
+
+PROGRAM = """
+import tabulate
+from qiskit_serverless import save_result
+print(tabulate.tabulate([["a", 1]], headers=["k", "v"]))
+save_result({"version": tabulate.__version__, "marker": MARKER})
+"""
+
+
+class BuildJobCounter:
+    """Counts build Jobs created in a namespace, even ones deleted right after success."""
+
+    def __init__(self, batch: client.BatchV1Api, namespace: str) -> None:
+        self.names: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(batch, namespace), daemon=True)
+        self._thread.start()
+        time.sleep(1)
+
+    def _run(self, batch: client.BatchV1Api, namespace: str) -> None:
+        while not self._stop.is_set():
+            for event in watch.Watch().stream(
+                batch.list_namespaced_job,
+                namespace,
+                label_selector=c.LABEL_BUILD,
+                timeout_seconds=3,
+            ):
+                self.names.add(event["object"].metadata.name)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def _finish(job, timeout: float = 180) -> str:
+    deadline = time.monotonic() + timeout
+    while not job.in_terminal_state() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return job.status()
+
+
+def _upload(sdk: KubernetesClient, folder: Path, marker: str, title: str = "tabulated"):
+    (folder / "main.py").write_text(PROGRAM.replace("MARKER", repr(marker)))
+    return sdk.upload(
+        QiskitFunction(
+            title=title,
+            entrypoint="main.py",
+            working_dir=str(folder),
+            dependencies=["tabulate==0.9.0"],
+        )
+    )
+
+
+def test_build_once_run_and_rebuild_on_change(
+    api_client: client.ApiClient, namespace: str, operator, tmp_path: Path
+) -> None:
+    sdk = KubernetesClient(namespace=namespace, api_client=api_client)
+    counter = BuildJobCounter(client.BatchV1Api(api_client), namespace)
+    try:
+        first = _upload(sdk, tmp_path, "v1")
+        assert "@sha256:" in first.image
+        job1 = first.run()
+        assert _finish(job1) == "DONE", job1.logs()
+        assert job1.result() == {"version": "0.9.0", "marker": "v1"}
+        assert "---  ---" in job1.logs()  # tabulate, installed at build time, printed this
+        assert len(counter.names) == 1
+
+        again = _upload(sdk, tmp_path, "v1")
+        time.sleep(3)
+        assert again.image == first.image
+        assert len(counter.names) == 1, counter.names  # unchanged: no new build Job
+
+        changed = _upload(sdk, tmp_path, "v2")
+        assert changed.image != first.image
+        job2 = changed.run()
+        assert _finish(job2) == "DONE", job2.logs()
+        assert job2.result()["marker"] == "v2"
+        assert len(counter.names) == 2
+        # The earlier job is untouched by the rebuild.
+        assert job1.result()["marker"] == "v1" and job1.status() == "DONE"
+    finally:
+        counter.stop()
+
+
+@pytest.mark.parametrize(
+    ("files", "deps", "expected"),
+    [
+        (
+            {"main.py": "print('ok')\n"},
+            ["qso-no-such-package-4f1d==1.0"],
+            "ERROR: Could not find a version that satisfies the requirement "
+            "qso-no-such-package-4f1d==1.0",
+        ),
+        (
+            {"main.py": "x = 1\ndef broken(:\n"},
+            ["tabulate==0.9.0"],
+            "SyntaxError in main.py line 2",
+        ),
+    ],
+)
+def test_build_failures_say_why(
+    api_client: client.ApiClient,
+    namespace: str,
+    operator,
+    tmp_path: Path,
+    files: dict,
+    deps: list,
+    expected: str,
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    sdk = KubernetesClient(namespace=namespace, api_client=api_client)
+    with pytest.raises(QiskitServerlessException) as info:
+        sdk.upload(
+            QiskitFunction(
+                title="bad_build",
+                entrypoint="main.py",
+                working_dir=str(tmp_path),
+                dependencies=deps,
+            )
+        )
+    assert expected in str(info.value)
+    assert "build failed" in str(info.value)
