@@ -23,6 +23,7 @@ import pytest
 from kubernetes import client, config
 
 from tests.cluster.config import Paths
+from tests.cluster.operator_local import operator_env
 
 
 def cluster_info() -> dict[str, Any]:
@@ -172,31 +173,10 @@ class OperatorProcess:
         self.cluster = cluster
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
-        s3 = cluster["s3"]
         self.env = {
             **os.environ,
-            "KUBECONFIG": cluster["kubeconfig"],
-            "QSO_S3_ENDPOINT": s3["endpoint"],
-            "QSO_S3_BUCKET": s3["bucket"],
-            "QSO_S3_ACCESS_KEY": s3["access_key"],
-            "QSO_S3_SECRET_KEY": s3["secret_key"],
-            "QSO_RUNTIME_IMAGE": cluster["images"]["runtime"],
-            "QSO_GATEWAY_URL": f"http://{cluster['node_ip']}:{ports[0]}",
-            "QSO_GATEWAY_PORT": str(ports[0]),
-            "QSO_GATEWAY_BIND": cluster["node_ip"],
-            "QSO_METRICS_BIND": "127.0.0.1",
-            "QSO_METRICS_PORT": str(ports[2]),
+            **operator_env(cluster, gateway_port=ports[0], metrics_port=ports[2]),
             "QSO_FINISHED_POD_TTL_SECONDS": "120",
-            # Image builds: the local registry, and the machine's own pip settings and CA
-            # bundle so build pods reach the same package index the machine does.
-            "QSO_REGISTRY": cluster["registry"],
-            "QSO_REGISTRY_INSECURE": "true",
-            "QSO_BUILDER_IMAGE": cluster["images"]["builder"],
-            "QSO_PIP_CA_BUNDLE": os.environ.get("PIP_CERT")
-            or os.environ.get("REQUESTS_CA_BUNDLE")
-            or "/etc/ssl/certs/ca-certificates.crt",
-            "QSO_PIP_INDEX_URL": os.environ.get("PIP_INDEX_URL", ""),
-            "QSO_PIP_EXTRA_INDEX_URL": os.environ.get("PIP_EXTRA_INDEX_URL", ""),
             "QSO_PEERING_PRIORITY": str(priority),
             "QSO_PEERING_LIFETIME_SECONDS": "10",
         }
