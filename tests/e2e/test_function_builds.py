@@ -67,13 +67,15 @@ def _upload(sdk: KubernetesClient, folder: Path, marker: str, title: str = "tabu
 
 
 def test_build_once_run_and_rebuild_on_change(
-    api_client: client.ApiClient, namespace: str, operator, tmp_path: Path
+    api_client: client.ApiClient, namespace: str, operator, tmp_path: Path, capfd
 ) -> None:
     sdk = KubernetesClient(namespace=namespace, api_client=api_client)
     counter = BuildJobCounter(client.BatchV1Api(api_client), namespace)
     try:
         first = _upload(sdk, tmp_path, "v1")
         assert "@sha256:" in first.image
+        progress = capfd.readouterr().err
+        assert "[upload tabulated" in progress and "Building: building" in progress
         job1 = first.run()
         assert _finish(job1) == "DONE", job1.logs()
         assert job1.result() == {"version": "0.9.0", "marker": "v1"}

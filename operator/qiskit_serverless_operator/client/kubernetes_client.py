@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -118,6 +119,8 @@ class KubernetesClient(BaseClient):
         ``channel`` and ``instance``, handed to every job this client runs (default: the
         ``QSO_CREDENTIALS_SECRET`` environment variable; none: programs run offline)."""
         self.credentials_secret = credentials_secret or os.environ.get("QSO_CREDENTIALS_SECRET")
+        # upload() prints the function's phase while it waits (set False to silence).
+        self.progress = True
         if api_client is None:
             api_client, default_namespace = _connect(kubeconfig, context)
         else:
@@ -279,12 +282,23 @@ class KubernetesClient(BaseClient):
 
     def _wait_ready(self, name: str, timeout: float) -> RunnableQiskitFunction:
         deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        shown = None
         while True:
             body = self._custom.get_namespaced_custom_object(
                 c.GROUP, c.VERSION, self.namespace, c.FUNCTION_PLURAL, name
             )
             status = body.get("status") or {}
             current = status.get("observedGeneration") == body["metadata"].get("generation")
+            line = f"{status.get('phase') or 'Pending'}: {status.get('message') or 'waiting'}"
+            if current and self.progress and line != shown:
+                # Builds take a while: say what the operator is doing, as it changes.
+                print(
+                    f"[upload {body['spec']['title']} {time.monotonic() - started:5.1f} s] {line}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                shown = line
             if current and status.get("phase") == c.FunctionPhase.READY:
                 return self._runnable(body)
             if current and status.get("phase") == c.FunctionPhase.FAILED:
