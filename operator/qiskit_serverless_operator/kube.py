@@ -119,12 +119,14 @@ class Kube:
         )
         return _plain(patched)
 
-    async def pod_log_tail(self, name: str, namespace: str, lines: int) -> str:
+    async def pod_log_tail(
+        self, name: str, namespace: str, lines: int, container: str = "main"
+    ) -> str:
         try:
             chunks = [
                 line
                 async for line in self.client.log(
-                    name, namespace=namespace, container="main", tail_lines=lines
+                    name, namespace=namespace, container=container, tail_lines=lines
                 )
             ]
         except ApiError as exc:

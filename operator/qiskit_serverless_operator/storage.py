@@ -26,6 +26,10 @@ def logs_key(namespace: str, uid: str) -> str:
     return f"jobs/{namespace}/{uid}/logs.txt"
 
 
+def build_logs_key(namespace: str, uid: str, tag: str) -> str:
+    return f"functions/{namespace}/{uid}/build-{tag}.log"
+
+
 @dataclass
 class ObjectStore:
     settings: S3Settings

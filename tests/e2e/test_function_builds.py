@@ -74,6 +74,7 @@ def test_build_once_run_and_rebuild_on_change(
     try:
         first = _upload(sdk, tmp_path, "v1")
         assert "@sha256:" in first.image
+        assert "[build] pushed" in sdk.build_logs("tabulated")
         progress = capfd.readouterr().err
         assert "[upload tabulated" in progress and "Building: building" in progress
         job1 = first.run()
@@ -138,3 +139,5 @@ def test_build_failures_say_why(
         )
     assert expected in str(info.value)
     assert "build failed" in str(info.value)
+    logs = sdk.build_logs("bad_build")
+    assert "[build] FAILED: " + expected in logs

@@ -280,6 +280,21 @@ class KubernetesClient(BaseClient):
             return self.function(program.title, program.provider)
         return self._wait_ready(name, timeout)
 
+    def build_logs(self, title: str) -> str:
+        """The log of the function's last image build ('No build logs.' if it never built)."""
+        name = object_name(title)
+        try:
+            secret = self._core.read_namespaced_secret(f"qf-out-{name}", self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return "No build logs."
+            raise _api_error(exc, "read the build logs", self.namespace) from exc
+        url = base64.b64decode((secret.data or {}).get("build-logs-url", "")).decode()
+        if not url:
+            return "No build logs."
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.read().decode() or "No build logs."
+
     def _wait_ready(self, name: str, timeout: float) -> RunnableQiskitFunction:
         deadline = time.monotonic() + timeout
         started = time.monotonic()

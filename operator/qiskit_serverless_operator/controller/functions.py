@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 
 from .. import constants as c
+from .. import storage
 from ..constants import FunctionPhase
 from ..kube import ApiError, Job, Pod, QiskitFunction, ServerlessJob
 from . import buildspec, jobspec
@@ -198,6 +199,7 @@ async def _build(ctx: Context, qf: dict[str, Any], status: dict[str, Any]) -> di
     if not done & {"Complete", "Failed"}:
         return building
     pods = await ctx.kube.list(Pod, ns, labels={"batch.kubernetes.io/job-name": job_name})
+    status = {**status, "buildLogs": await _keep_build_logs(ctx, qf, tag, pods)}
     report: dict[str, Any] = {}
     for pod in pods:
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
@@ -232,6 +234,36 @@ async def _build(ctx: Context, qf: dict[str, Any], status: dict[str, Any]) -> di
         "message": f"build failed: {error} (logs: kubectl -n {ns} logs job/{job_name})",
         "buildTag": tag,
     }
+
+
+async def _keep_build_logs(
+    ctx: Context, qf: dict[str, Any], tag: str, pods: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Store the build pod's log in object storage (before the Job goes) and hand the
+    function's owner a read link in the ``qf-out-<name>`` Secret."""
+    meta = qf["metadata"]
+    key = storage.build_logs_key(meta["namespace"], meta["uid"], tag)
+    text = ""
+    for pod in pods:
+        text += await ctx.kube.pod_log_tail(
+            pod["metadata"]["name"], meta["namespace"], 100_000, container="build"
+        )
+    await ctx.store.aput(key, text.encode()[-ctx.config.max_log_bytes :])
+    await ctx.kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": jobspec.child_name("qf-out", meta["name"]),
+                "namespace": meta["namespace"],
+                "labels": {c.LABEL_MANAGED_BY: c.MANAGER},
+                "ownerReferences": [jobspec.owner_reference(qf)],
+            },
+            "stringData": {"build-logs-url": ctx.store.presign_get(key, storage.MAX_URL_SECONDS)},
+        }
+    )
+    return {"bucket": ctx.store.bucket, "key": key, "size": len(text.encode())}
 
 
 async def _write_status(ctx: Context, body: dict[str, Any], status: dict[str, Any]) -> None:
