@@ -40,8 +40,19 @@ def test_image_that_cannot_be_pulled(
     api = custom(api_client)
     image = f"{cluster['registry']}/qso/does-not-exist:1"
     make_function(api, namespace, "ghost", None, image=image)
-    wait_function_phase(api, namespace, "ghost", "Ready")
+    fn = wait_function_phase(api, namespace, "ghost", "Failed", timeout=180)
+    assert f"image {image} cannot be pulled" in fn["status"]["message"]
     make_job(api, namespace, "ghost-1", "ghost")
-    status = wait_error(api, namespace, "ghost-1", timeout=180)
-    assert status["reason"] == "ImagePullFailed"
-    assert f"image {image} cannot be pulled" in status["message"]
+    status = wait_error(api, namespace, "ghost-1")
+    assert status["reason"] == "FunctionFailed"
+    assert "cannot be pulled" in status["message"]
+
+
+def test_image_without_the_runtime_wrapper(
+    api_client: client.ApiClient, cluster: dict, namespace: str, operator
+) -> None:
+    api = custom(api_client)
+    # A real, pullable image with no Python in it at all.
+    make_function(api, namespace, "not-ours", None, image=cluster["images"]["coredns"])
+    fn = wait_function_phase(api, namespace, "not-ours", "Failed", timeout=180)
+    assert "build it FROM the runtime base image" in fn["status"]["message"]

@@ -103,6 +103,7 @@ def test_function_status_for_each_kind_of_source():
     prebuilt = _qf(image="reg/mine:2", source=None)
     prebuilt["spec"].pop("source")
     assert desired_status(prebuilt, "r")["image"] == "reg/mine:2"
+    assert desired_status(prebuilt, "r")["reason"] == "NeedsCheck"
     missing = _qf(entrypoint="nope.py")
     assert missing["status"]["phase"] == "Failed"
     assert "nope.py" in missing["status"]["message"]

@@ -141,3 +141,62 @@ def build_job(
             },
         },
     }
+
+
+def check_job(qf: dict[str, Any], name: str) -> dict[str, Any]:
+    """A pod that pulls the prebuilt image and imports the runtime wrapper, nothing more."""
+    meta = qf["metadata"]
+    labels = {
+        c.LABEL_BUILD: meta["name"],
+        c.LABEL_FUNCTION: qf["spec"]["title"],
+        c.LABEL_MANAGED_BY: c.MANAGER,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_reference(qf)],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": 600,
+            "ttlSecondsAfterFinished": 600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 1000,
+                        "runAsGroup": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "check",
+                            "image": qf["spec"]["image"],
+                            "command": [
+                                "python3",
+                                "-c",
+                                "import qiskit_serverless_operator.runtime",
+                            ],
+                            "resources": {
+                                "requests": {"cpu": "10m", "memory": "32Mi"},
+                                "limits": {"memory": "256Mi"},
+                            },
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }

@@ -84,9 +84,9 @@ def desired_status(
     digest = source_digest(spec)
     if spec.get("image"):
         return _status(
-            FunctionPhase.READY,
-            "PrebuiltImage",
-            "runs the prebuilt image",
+            FunctionPhase.PENDING,
+            "NeedsCheck",
+            "checking that the image can be pulled and holds the runtime wrapper",
             digest,
             image=spec["image"],
         )
@@ -151,6 +151,8 @@ async def reconcile_function(namespace: str, name: str) -> None:
         )
         if status["reason"] == "NeedsBuild":
             status = await _build(ctx, body, status)
+        elif status["reason"] == "NeedsCheck":
+            status = await _check_image(ctx, body, status)
         elif status["sourceConfigMap"]:
             await ctx.kube.apply(jobspec.source_configmap(body))
         await _write_status(ctx, body, status)
@@ -234,6 +236,83 @@ async def _build(ctx: Context, qf: dict[str, Any], status: dict[str, Any]) -> di
         "message": f"build failed: {error} (logs: kubectl -n {ns} logs job/{job_name})",
         "buildTag": tag,
     }
+
+
+_PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
+_START_FAILURES = {"CreateContainerError", "RunContainerError", "CreateContainerConfigError"}
+
+
+async def _check_image(ctx: Context, qf: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """A prebuilt image is Ready once a pod pulled it and imported the runtime wrapper."""
+    meta = qf["metadata"]
+    ns, image = meta["namespace"], qf["spec"]["image"]
+    key = "image-" + hashlib.sha256(image.encode()).hexdigest()[:16]
+    old = qf.get("status") or {}
+    if old.get("phase") == FunctionPhase.READY and old.get("buildTag") == key:
+        return {
+            **status,
+            "phase": FunctionPhase.READY.value,
+            "reason": "PrebuiltImage",
+            "message": old.get("message", "runs the prebuilt image"),
+            "buildTag": key,
+        }
+    job_name = jobspec.child_name("qf-check", f"{meta['name']}-{key[6:16]}")
+    status = {**status, "buildTag": key}
+    job = await ctx.kube.get(Job, job_name, ns)
+    if job is None:
+        await ctx.kube.create_or_get(buildspec.check_job(qf, job_name))
+        return status
+    failed = None
+    for pod in await ctx.kube.list(Pod, ns, labels={"batch.kubernetes.io/job-name": job_name}):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in _PULL_FAILURES:
+                failed = (
+                    f"image {image} cannot be pulled: {waiting.get('message') or waiting['reason']}"
+                )
+            elif waiting.get("reason") in _START_FAILURES:
+                failed = (
+                    f"image {image} cannot run the runtime wrapper "
+                    f"({waiting.get('message') or waiting['reason']}); build it FROM the "
+                    "runtime base image"
+                )
+            terminated = (cs.get("state") or {}).get("terminated") or {}
+            if terminated.get("exitCode"):
+                detail = (terminated.get("message") or terminated.get("reason") or "").strip()
+                failed = (
+                    f"image {image} does not hold the runtime wrapper "
+                    "(python3 -m qiskit_serverless_operator.runtime"
+                    f"{': ' + detail[-300:] if detail else ''}); build it FROM the "
+                    "runtime base image"
+                )
+    done = {
+        cond["type"]
+        for cond in (job.get("status") or {}).get("conditions") or []
+        if cond.get("status") == "True"
+    }
+    if failed is None and "Failed" in done:
+        failed = (
+            f"image {image} does not hold the runtime wrapper "
+            "(python3 -m qiskit_serverless_operator.runtime); build it FROM the runtime "
+            "base image"
+        )
+    if failed:
+        await ctx.kube.delete(Job, job_name, ns)
+        return {
+            **status,
+            "phase": FunctionPhase.FAILED.value,
+            "reason": "ImageCheckFailed",
+            "message": failed,
+        }
+    if "Complete" in done:
+        await ctx.kube.delete(Job, job_name, ns)
+        return {
+            **status,
+            "phase": FunctionPhase.READY.value,
+            "reason": "PrebuiltImage",
+            "message": f"runs the prebuilt image {image}",
+        }
+    return status
 
 
 async def _keep_build_logs(

@@ -130,5 +130,8 @@ async def function_spec_event(name: str, namespace: str, type: str, **_: Any) ->
 @kopf.on.event(
     "batch", "v1", "jobs", labels={c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_BUILD: kopf.PRESENT}
 )
+@kopf.on.event(
+    "", "v1", "pods", labels={c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_BUILD: kopf.PRESENT}
+)
 async def build_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
     await reconcile_function(namespace, body["metadata"]["labels"][c.LABEL_BUILD])
