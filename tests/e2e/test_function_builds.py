@@ -141,3 +141,37 @@ def test_build_failures_say_why(
     assert "build failed" in str(info.value)
     logs = sdk.build_logs("bad_build")
     assert "[build] FAILED: " + expected in logs
+
+
+def test_concurrent_uploads_of_the_same_function_build_once(
+    api_client: client.ApiClient, namespace: str, operator, tmp_path: Path
+) -> None:
+    (tmp_path / "main.py").write_text(PROGRAM.replace("MARKER", "'same'"))
+    counter = BuildJobCounter(client.BatchV1Api(api_client), namespace)
+    results: list = []
+
+    def upload() -> None:
+        sdk = KubernetesClient(namespace=namespace, api_client=api_client)
+        sdk.progress = False
+        results.append(
+            sdk.upload(
+                QiskitFunction(
+                    title="twice",
+                    entrypoint="main.py",
+                    working_dir=str(tmp_path),
+                    dependencies=["tabulate==0.9.0"],
+                )
+            )
+        )
+
+    try:
+        threads = [threading.Thread(target=upload) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert len(results) == 3
+        assert len({fn.image for fn in results}) == 1
+        assert len(counter.names) == 1, counter.names
+    finally:
+        counter.stop()
