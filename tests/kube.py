@@ -237,3 +237,25 @@ def operator(
         yield proc
     finally:
         proc.stop()
+
+
+def new_service_account_client(
+    api_client: client.ApiClient, namespace: str, name: str
+) -> client.ApiClient:
+    """An API client authenticated as a fresh ServiceAccount (no rights until granted)."""
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name))
+    )
+    token = core.create_namespaced_service_account_token(
+        name,
+        namespace,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
+        ),
+    ).status.token
+    cfg = client.Configuration()
+    cfg.host = api_client.configuration.host
+    cfg.ssl_ca_cert = api_client.configuration.ssl_ca_cert
+    cfg.api_key = {"authorization": f"Bearer {token}"}
+    return client.ApiClient(cfg)

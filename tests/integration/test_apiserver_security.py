@@ -8,31 +8,13 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.kube import wait_until
-
-
-def _as_service_account(api_client: client.ApiClient, token: str) -> client.CoreV1Api:
-    cfg = client.Configuration()
-    cfg.host = api_client.configuration.host
-    cfg.ssl_ca_cert = api_client.configuration.ssl_ca_cert
-    cfg.api_key = {"authorization": f"Bearer {token}"}
-    return client.CoreV1Api(client.ApiClient(cfg))
+from tests.kube import new_service_account_client, wait_until
 
 
 def test_service_account_token_is_authenticated_and_rbac_scoped(
     api_client: client.ApiClient, core: client.CoreV1Api, namespace: str
 ) -> None:
-    core.create_namespaced_service_account(
-        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="reader"))
-    )
-    token = core.create_namespaced_service_account_token(
-        "reader",
-        namespace,
-        client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
-        ),
-    ).status.token
-    as_reader = _as_service_account(api_client, token)
+    as_reader = client.CoreV1Api(new_service_account_client(api_client, namespace, "reader"))
 
     with pytest.raises(ApiException) as denied:
         as_reader.list_namespaced_config_map(namespace)

@@ -13,7 +13,7 @@ from qiskit_serverless.exception import QiskitServerlessException
 
 from qiskit_serverless_operator import KubernetesClient
 from qiskit_serverless_operator.client.kubernetes_client import object_name
-from tests.kube import wait_until
+from tests.kube import new_service_account_client, wait_until
 from tests.serverless import custom, make_function, wait_function_phase
 
 
@@ -51,21 +51,9 @@ def test_upload_reports_a_missing_entrypoint(sdk: KubernetesClient, tmp_path, op
 def test_a_namespace_without_rights_gives_a_readable_error(
     api_client: client.ApiClient, core: client.CoreV1Api, namespace: str
 ) -> None:
-    core.create_namespaced_service_account(
-        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody"))
+    sdk = KubernetesClient(
+        namespace=namespace, api_client=new_service_account_client(api_client, namespace, "nobody")
     )
-    token = core.create_namespaced_service_account_token(
-        "nobody",
-        namespace,
-        client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
-        ),
-    ).status.token
-    cfg = client.Configuration()
-    cfg.host = api_client.configuration.host
-    cfg.ssl_ca_cert = api_client.configuration.ssl_ca_cert
-    cfg.api_key = {"authorization": f"Bearer {token}"}
-    sdk = KubernetesClient(namespace=namespace, api_client=client.ApiClient(cfg))
     with pytest.raises(QiskitServerlessException) as info:
         sdk.functions()
     message = str(info.value)

@@ -62,6 +62,17 @@ def _api_error(exc: ApiException, what: str, namespace: str) -> QiskitServerless
     return QiskitServerlessException(f"could not {what} (HTTP {exc.status}): {detail}")
 
 
+def encode_arguments(arguments: dict[str, Any] | None) -> str:
+    """Arguments as the job reads them: JSON with Qiskit objects in qiskit_serverless's codec."""
+    try:
+        return json.dumps(arguments or {}, cls=QiskitObjectsEncoder)
+    except (TypeError, ValueError) as exc:
+        raise QiskitServerlessException(
+            f"the arguments cannot be sent to the job: {exc}. Arguments must be JSON values "
+            "or Qiskit objects (circuits, observables, arrays, ...)"
+        ) from exc
+
+
 def object_name(title: str) -> str:
     """A QiskitFunction title (underscores allowed) as a DNS-1123 object name."""
     name = re.sub(r"[^a-z0-9-]+", "-", title.lower()).strip("-") or "function"
@@ -345,13 +356,7 @@ class KubernetesClient(BaseClient):
                 f"function {title!r} not found in namespace {self.namespace!r}; "
                 "serverless.functions() lists the ones you can run"
             )
-        try:
-            encoded = json.dumps(arguments or {}, cls=QiskitObjectsEncoder)
-        except (TypeError, ValueError) as exc:
-            raise QiskitServerlessException(
-                f"the arguments cannot be sent to the job: {exc}. Arguments must be JSON values "
-                "or Qiskit objects (circuits, observables, arrays, ...)"
-            ) from exc
+        encoded = encode_arguments(arguments)
         if len(encoded.encode()) > c.SECRET_MAX_BYTES - 4096:
             raise QiskitServerlessException(
                 f"the arguments are {len(encoded.encode())} bytes, over the 1 MiB a job's "
@@ -419,10 +424,7 @@ class KubernetesClient(BaseClient):
     def validate_arguments(
         self, title: str, arguments: dict[str, Any] | None = None, provider: str | None = None
     ) -> dict:
-        try:
-            json.dumps(arguments or {}, cls=QiskitObjectsEncoder)
-        except (TypeError, ValueError) as exc:
-            raise QiskitServerlessException(f"the arguments cannot be sent: {exc}") from exc
+        encode_arguments(arguments)
         return {"valid": True}
 
     # ------------------------------------------------------------------ jobs

@@ -10,7 +10,6 @@ Functions and jobs live in this process's memory only.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -26,9 +25,8 @@ from qiskit_serverless.core.client import BaseClient
 from qiskit_serverless.core.function import QiskitFunction, RunnableQiskitFunction
 from qiskit_serverless.core.job import Configuration, Job
 from qiskit_serverless.exception import QiskitServerlessException
-from qiskit_serverless.serializers.program_serializers import QiskitObjectsEncoder
 
-from .kubernetes_client import NO_LOGS, STOPPED, read_program_files
+from .kubernetes_client import NO_LOGS, STOPPED, encode_arguments, read_program_files
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
@@ -98,12 +96,7 @@ class LocalClient(BaseClient):
             raise QiskitServerlessException(
                 f"function {title!r} not found; upload() it to the LocalClient first"
             )
-        try:
-            encoded = json.dumps(arguments or {}, cls=QiskitObjectsEncoder)
-        except (TypeError, ValueError) as exc:
-            raise QiskitServerlessException(
-                f"the arguments cannot be sent to the job: {exc}"
-            ) from exc
+        encoded = encode_arguments(arguments)
         job = _LocalJob(str(uuid.uuid4()), title, Path(tempfile.mkdtemp(prefix="qso-local-")))
         (job.folder / "arguments.json").write_text(encoded)
         env = {
@@ -147,7 +140,7 @@ class LocalClient(BaseClient):
     def validate_arguments(
         self, title: str, arguments: dict[str, Any] | None = None, provider: str | None = None
     ) -> dict:
-        json.dumps(arguments or {}, cls=QiskitObjectsEncoder)
+        encode_arguments(arguments)
         return {"valid": True}
 
     # jobs

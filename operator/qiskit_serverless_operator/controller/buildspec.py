@@ -8,7 +8,14 @@ from typing import Any
 
 from .. import constants as c
 from ..config import OperatorConfig
-from .jobspec import child_name, owner_reference, source_configmap_name, source_items
+from .jobspec import (
+    child_name,
+    owner_reference,
+    restricted_container_security,
+    restricted_pod_security,
+    source_configmap_name,
+    source_items,
+)
 
 CA_CONFIGMAP = "qso-build-ca"
 
@@ -86,65 +93,35 @@ def build_job(
         ]
         volumes.append({"name": "ca", "configMap": {"name": CA_CONFIGMAP}})
         mounts.append({"name": "ca", "mountPath": "/etc/qso-ca", "readOnly": True})
-    labels = {
-        c.LABEL_BUILD: meta["name"],
-        c.LABEL_FUNCTION: qf["spec"]["title"],
-        c.LABEL_MANAGED_BY: c.MANAGER,
+    container = {
+        "name": "build",
+        "image": cfg.builder_image,
+        "command": ["python3", "-m", "qiskit_serverless_operator.builder"],
+        "env": env,
+        "volumeMounts": mounts,
+        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
     }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": build_job_name(meta["name"], tag),
-            "namespace": meta["namespace"],
-            "labels": labels,
-            "ownerReferences": [owner_reference(qf)],
-        },
-        "spec": {
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": cfg.build_timeout_seconds,
-            "ttlSecondsAfterFinished": 600,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    # pip needs the package index's name: the node's resolvers, not cluster DNS.
-                    "dnsPolicy": "Default",
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 1000,
-                        "runAsGroup": 1000,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "volumes": volumes,
-                    "containers": [
-                        {
-                            "name": "build",
-                            "image": cfg.builder_image,
-                            "command": ["python3", "-m", "qiskit_serverless_operator.builder"],
-                            "env": env,
-                            "volumeMounts": mounts,
-                            "resources": {
-                                "requests": {"cpu": "250m", "memory": "512Mi"},
-                                "limits": {"memory": "2Gi"},
-                            },
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                        }
-                    ],
-                },
-            },
-        },
-    }
+    # pip needs the package index's name: the node's resolvers, not cluster DNS.
+    return _function_job(
+        qf,
+        build_job_name(meta["name"], tag),
+        container,
+        volumes,
+        deadline=cfg.build_timeout_seconds,
+        dns_policy="Default",
+    )
 
 
-def check_job(qf: dict[str, Any], name: str) -> dict[str, Any]:
-    """A pod that pulls the prebuilt image and imports the runtime wrapper, nothing more."""
+def _function_job(
+    qf: dict[str, Any],
+    name: str,
+    container: dict[str, Any],
+    volumes: list[dict[str, Any]],
+    *,
+    deadline: int,
+    dns_policy: str = "ClusterFirst",
+) -> dict[str, Any]:
+    """A one-pod Job owned by the function, locked down like job pods."""
     meta = qf["metadata"]
     labels = {
         c.LABEL_BUILD: meta["name"],
@@ -162,7 +139,7 @@ def check_job(qf: dict[str, Any], name: str) -> dict[str, Any]:
         },
         "spec": {
             "backoffLimit": 0,
-            "activeDeadlineSeconds": 600,
+            "activeDeadlineSeconds": deadline,
             "ttlSecondsAfterFinished": 600,
             "template": {
                 "metadata": {"labels": labels},
@@ -170,33 +147,24 @@ def check_job(qf: dict[str, Any], name: str) -> dict[str, Any]:
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 1000,
-                        "runAsGroup": 1000,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "dnsPolicy": dns_policy,
+                    "securityContext": restricted_pod_security(),
+                    "volumes": volumes,
                     "containers": [
-                        {
-                            "name": "check",
-                            "image": qf["spec"]["image"],
-                            "command": [
-                                "python3",
-                                "-c",
-                                "import qiskit_serverless_operator.runtime",
-                            ],
-                            "resources": {
-                                "requests": {"cpu": "10m", "memory": "32Mi"},
-                                "limits": {"memory": "256Mi"},
-                            },
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                        }
+                        {**container, "securityContext": restricted_container_security()}
                     ],
                 },
             },
         },
     }
+
+
+def check_job(qf: dict[str, Any], name: str) -> dict[str, Any]:
+    """A pod that pulls the prebuilt image and imports the runtime wrapper, nothing more."""
+    container = {
+        "name": "check",
+        "image": qf["spec"]["image"],
+        "command": ["python3", "-c", "import qiskit_serverless_operator.runtime"],
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}},
+    }
+    return _function_job(qf, name, container, [], deadline=600)

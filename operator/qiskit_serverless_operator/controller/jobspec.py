@@ -16,6 +16,27 @@ from ..config import OperatorConfig
 _DNS_LABEL = 63
 
 
+def restricted_pod_security() -> dict[str, Any]:
+    """Pod Security 'restricted': non-root uid 1000, seccomp RuntimeDefault."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def child_name(kind: str, name: str) -> str:
     """``<kind>-<name>``, shortened with a hash suffix to stay a valid DNS label."""
     full = f"{kind}-{name}"
@@ -277,13 +298,7 @@ def batch_job(
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 10,
                     "volumes": volumes,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 1000,
-                        "runAsGroup": 1000,
-                        "fsGroup": 1000,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": restricted_pod_security(),
                     "containers": [
                         {
                             "name": "main",
@@ -293,13 +308,7 @@ def batch_job(
                             "env": env,
                             "resources": resources(sj, qf, cfg),
                             "volumeMounts": mounts,
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "runAsNonRoot": True,
-                                "capabilities": {"drop": ["ALL"]},
-                                "seccompProfile": {"type": "RuntimeDefault"},
-                            },
+                            "securityContext": restricted_container_security(),
                         }
                     ],
                 },
