@@ -26,6 +26,10 @@ def logs_key(namespace: str, uid: str) -> str:
     return f"jobs/{namespace}/{uid}/logs.txt"
 
 
+def archive_key(namespace: str, uid: str, sha256: str) -> str:
+    return f"functions/{namespace}/{uid}/source-{sha256}.tar.gz"
+
+
 def build_logs_key(namespace: str, uid: str, tag: str) -> str:
     return f"functions/{namespace}/{uid}/build-{tag}.log"
 
@@ -65,6 +69,23 @@ class ObjectStore:
             Params={"Bucket": self.bucket, "Key": key},
             ExpiresIn=max(60, min(seconds, MAX_URL_SECONDS)),
         )
+
+    def sha256(self, key: str) -> str | None:
+        """SHA-256 of the object (streamed), or None when it does not exist."""
+        import hashlib
+
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: body.read(1 << 20), b""):
+            digest.update(chunk)
+        return digest.hexdigest()
 
     def presign_get(self, key: str, seconds: int = 3600) -> str:
         return self._client.generate_presigned_url(

@@ -175,3 +175,31 @@ def test_concurrent_uploads_of_the_same_function_build_once(
         assert len(counter.names) == 1, counter.names
     finally:
         counter.stop()
+
+
+def test_a_folder_too_big_for_inline_source_goes_as_an_archive(
+    api_client: client.ApiClient, namespace: str, operator, tmp_path: Path
+) -> None:
+    # 1.5 MB of data (and one binary file): more than a QiskitFunction object can carry.
+    (tmp_path / "data.txt").write_text("0123456789\n" * 140_000)
+    (tmp_path / "blob.bin").write_bytes(bytes(range(256)) * 64)
+    (tmp_path / "main.py").write_text(
+        "import tabulate\nfrom qiskit_serverless import save_result\n"
+        "lines = open('data.txt').read().splitlines()\n"
+        "save_result({'lines': len(lines), 'blob': len(open('blob.bin', 'rb').read())})\n"
+    )
+    sdk = KubernetesClient(namespace=namespace, api_client=api_client)
+    fn = sdk.upload(
+        QiskitFunction(
+            title="bulky",
+            entrypoint="main.py",
+            working_dir=str(tmp_path),
+            dependencies=["tabulate==0.9.0"],
+        )
+    )
+    body = fn.raw_data
+    assert "archive" in body["spec"]["source"] and "files" not in body["spec"]["source"]
+    assert "@sha256:" in fn.image
+    job = fn.run()
+    assert _finish(job) == "DONE", job.logs()
+    assert job.result() == {"lines": 140_000, "blob": 16_384}

@@ -98,6 +98,35 @@ def pack(layer: Path, tar_path: Path) -> None:
             )
 
 
+def fetch_archive(url: str, sha256: str, work: Path) -> Path:
+    """Download the source archive, check its sha256, unpack regular files and folders only."""
+    import hashlib
+    import urllib.request
+
+    target = work / "source"
+    target.mkdir(parents=True, exist_ok=True)
+    data = urllib.request.urlopen(url, timeout=300).read()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise ValueError(f"the source archive's sha256 is {actual}, expected {sha256}")
+    archive = work / "source.tar.gz"
+    archive.write_bytes(data)
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            name = member.name.lstrip("./") if member.name != "." else ""
+            parts = Path(name).parts
+            if member.name.startswith("/") or ".." in parts:
+                raise ValueError(f"unsafe path in the source archive: {member.name}")
+            if member.isdir():
+                (target / name).mkdir(parents=True, exist_ok=True)
+            elif member.isfile():
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                extracted = tar.extractfile(member)
+                assert extracted is not None
+                (target / name).write_bytes(extracted.read())
+    return target
+
+
 def crane(*args: str) -> subprocess.CompletedProcess[str]:
     flags = ["--insecure"] if os.environ.get("QSO_REGISTRY_INSECURE") == "true" else []
     return subprocess.run(["crane", *args, *flags], capture_output=True, text=True)
@@ -110,6 +139,13 @@ def main() -> int:
     target = os.environ["QSO_TARGET_IMAGE"]
     requirements = json.loads(os.environ.get("QSO_DEPENDENCIES", "[]"))
 
+    archive_url = os.environ.get("QSO_SOURCE_ARCHIVE_URL")
+    if archive_url:
+        say("fetching the source archive")
+        source = fetch_archive(archive_url, os.environ["QSO_SOURCE_ARCHIVE_SHA256"], work)
+    entrypoint = os.environ.get("QSO_ENTRYPOINT")
+    if entrypoint and not (source / entrypoint).is_file():
+        return fail(EXIT_SYNTAX, f"entrypoint {entrypoint!r} is not in the function's source")
     say(f"checking the source in {source}")
     error = check_syntax(source)
     if error:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import re
 import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -38,7 +40,12 @@ SUBMITTED_AT = f"{c.GROUP}/submitted-at"
 STOPPED = "Job has been stopped."
 # Inline source travels in the QiskitFunction object; larger programs need image builds.
 MAX_INLINE_SOURCE_BYTES = 900 * 1024
+MAX_ARCHIVE_BYTES = 100 * 1024 * 1024
 SKIPPED_DIRS = {"__pycache__", ".git", ".ipynb_checkpoints", ".venv", "venv"}
+
+
+class NeedsArchive(QiskitServerlessException):
+    """The folder does not fit inline in the QiskitFunction (too big, or binary files)."""
 
 
 def _api_error(exc: ApiException, what: str, namespace: str) -> QiskitServerlessException:
@@ -95,10 +102,7 @@ def read_program_files(program: QiskitFunction) -> dict[str, str]:
         try:
             text = path.read_text()
         except UnicodeDecodeError as exc:
-            raise QiskitServerlessException(
-                f"{relative} is not a text file; binary data belongs in object storage, passed "
-                "as an argument"
-            ) from exc
+            raise NeedsArchive(f"{relative} is not a text file") from exc
         size += len(text.encode()) + len(relative)
         files[relative] = text
     if program.entrypoint not in files:
@@ -107,11 +111,29 @@ def read_program_files(program: QiskitFunction) -> dict[str, str]:
             f"(found: {', '.join(sorted(files)) or 'no files'})"
         )
     if size > MAX_INLINE_SOURCE_BYTES:
-        raise QiskitServerlessException(
-            f"the program folder holds {size} bytes, over the {MAX_INLINE_SOURCE_BYTES} that "
-            "fit in a QiskitFunction; keep data files out of working_dir"
-        )
+        raise NeedsArchive(f"the folder holds {size} bytes")
     return files
+
+
+def pack_program(program: QiskitFunction) -> tuple[bytes, str]:
+    """The folder as a reproducible tar.gz (sorted, zero mtimes) and its sha256."""
+    folder = Path(program.working_dir or ".").expanduser()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
+        for path in sorted(folder.rglob("*")):
+            if not path.is_file() or any(part in SKIPPED_DIRS for part in path.parts):
+                continue
+            info = tar.gettarinfo(str(path), arcname=path.relative_to(folder).as_posix())
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            with path.open("rb") as handle:
+                tar.addfile(info, handle)
+    data = buffer.getvalue()
+    if len(data) > MAX_ARCHIVE_BYTES:
+        raise QiskitServerlessException(
+            f"the program folder packs to {len(data)} bytes, over the {MAX_ARCHIVE_BYTES} "
+            "limit; keep data out of working_dir and pass it as an argument or a location"
+        )
+    return data, hashlib.sha256(data).hexdigest()
 
 
 class KubernetesClient(BaseClient):
@@ -258,10 +280,16 @@ class KubernetesClient(BaseClient):
         ):
             if value:
                 spec[key] = value
+        archive: bytes | None = None
         if program.image:
             spec["image"] = program.image
         else:
-            spec["source"] = {"files": read_program_files(program)}
+            try:
+                spec["source"] = {"files": read_program_files(program)}
+            except NeedsArchive:
+                # Too big (or binary) for the object itself: an archive in object storage.
+                archive, sha256 = pack_program(program)
+                spec["source"] = {"archive": {"sha256": sha256}}
         name = object_name(program.title)
         body = {
             "apiVersion": c.API_VERSION,
@@ -287,9 +315,38 @@ class KubernetesClient(BaseClient):
                 )
             except ApiException as exc2:
                 raise _api_error(exc2, "update the function", self.namespace) from exc2
+        if archive is not None:
+            self._upload_archive(name, archive, spec["source"]["archive"]["sha256"])
         if not wait:
             return self.function(program.title, program.provider)
         return self._wait_ready(name, timeout)
+
+    def _upload_archive(self, name: str, data: bytes, sha256: str, timeout: float = 120) -> None:
+        """PUT the archive through the link the operator leaves in ``qf-upload-<name>``."""
+        deadline = time.monotonic() + timeout
+        url = None
+        while url is None:
+            try:
+                secret = self._core.read_namespaced_secret(f"qf-upload-{name}", self.namespace)
+                fields = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+                if fields.get("sha256") == sha256:
+                    url = fields["upload-url"]
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise _api_error(exc, "read the upload link", self.namespace) from exc
+            if url is None:
+                if time.monotonic() > deadline:
+                    raise QiskitServerlessException(
+                        f"no upload link for function {name!r} after {timeout:.0f} s; is the "
+                        "operator running with image builds configured?"
+                    )
+                time.sleep(0.5)
+        request = urllib.request.Request(
+            url, data=data, method="PUT", headers={"Content-Type": "application/gzip"}
+        )
+        with urllib.request.urlopen(request, timeout=300) as response:
+            if response.status >= 300:
+                raise QiskitServerlessException(f"the archive upload failed: {response.status}")
 
     def build_logs(self, title: str) -> str:
         """The log of the function's last image build ('No build logs.' if it never built)."""

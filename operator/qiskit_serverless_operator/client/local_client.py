@@ -10,6 +10,7 @@ Functions and jobs live in this process's memory only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -26,7 +27,13 @@ from qiskit_serverless.core.function import QiskitFunction, RunnableQiskitFuncti
 from qiskit_serverless.core.job import Configuration, Job
 from qiskit_serverless.exception import QiskitServerlessException
 
-from .kubernetes_client import NO_LOGS, STOPPED, encode_arguments, read_program_files
+from .kubernetes_client import (
+    NO_LOGS,
+    STOPPED,
+    NeedsArchive,
+    encode_arguments,
+    read_program_files,
+)
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +65,9 @@ class LocalClient(BaseClient):
 
     # functions
     def upload(self, program: QiskitFunction) -> RunnableQiskitFunction:
-        read_program_files(program)  # same checks as on the cluster
+        # The same entrypoint check as on the cluster; size does not matter when run in place.
+        with contextlib.suppress(NeedsArchive):
+            read_program_files(program)
         runnable = RunnableQiskitFunction(
             client=self,
             title=program.title,

@@ -27,6 +27,7 @@ def build_tag(base_image: str, spec: dict[str, Any]) -> str:
         "dependencies": sorted(spec.get("dependencies") or []),
         "entrypoint": spec.get("entrypoint"),
         "files": (spec.get("source") or {}).get("files") or {},
+        "archive": ((spec.get("source") or {}).get("archive") or {}).get("sha256"),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -54,12 +55,18 @@ def ca_configmap(namespace: str, bundle: str) -> dict[str, Any]:
 
 
 def build_job(
-    qf: dict[str, Any], cfg: OperatorConfig, tag: str, *, with_ca: bool
+    qf: dict[str, Any],
+    cfg: OperatorConfig,
+    tag: str,
+    *,
+    with_ca: bool,
+    archive_url: str | None = None,
 ) -> dict[str, Any]:
     meta = qf["metadata"]
     env = [
         {"name": "QSO_BASE_IMAGE", "value": cfg.runtime_image},
         {"name": "QSO_TARGET_IMAGE", "value": target_image(cfg, qf, tag)},
+        {"name": "QSO_ENTRYPOINT", "value": qf["spec"]["entrypoint"]},
         {"name": "QSO_DEPENDENCIES", "value": json.dumps(qf["spec"].get("dependencies") or [])},
         {"name": "QSO_REGISTRY_INSECURE", "value": "true" if cfg.registry_insecure else "false"},
         {"name": "QSO_BUILD_SOURCE", "value": "/source"},
@@ -74,18 +81,33 @@ def build_job(
     for key, value in sorted(cfg.build_proxy.items()):
         env += [{"name": key, "value": value}, {"name": key.lower(), "value": value}]
     volumes: list[dict[str, Any]] = [
-        {
-            "name": "source",
-            "configMap": {"name": source_configmap_name(meta["name"]), "items": source_items(qf)},
-        },
         {"name": "work", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {}},
     ]
     mounts: list[dict[str, Any]] = [
-        {"name": "source", "mountPath": "/source", "readOnly": True},
         {"name": "work", "mountPath": "/work"},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
+    if archive_url:
+        # The archive comes from object storage through a read link; the builder checks it.
+        env += [
+            {"name": "QSO_SOURCE_ARCHIVE_URL", "value": archive_url},
+            {
+                "name": "QSO_SOURCE_ARCHIVE_SHA256",
+                "value": qf["spec"]["source"]["archive"]["sha256"],
+            },
+        ]
+    else:
+        volumes.append(
+            {
+                "name": "source",
+                "configMap": {
+                    "name": source_configmap_name(meta["name"]),
+                    "items": source_items(qf),
+                },
+            }
+        )
+        mounts.append({"name": "source", "mountPath": "/source", "readOnly": True})
     if with_ca:
         env += [
             {"name": "PIP_CERT", "value": "/etc/qso-ca/ca.crt"},

@@ -26,6 +26,7 @@ from .conditions import conditions
 from .context import Context, get_context
 from .jobs import reconcile_job
 
+UPLOAD_LINK_SECONDS = 3600
 # A ConfigMap holds at most 1 MiB; leave room for keys and metadata.
 MAX_INLINE_SOURCE_BYTES = 900 * 1024
 
@@ -92,13 +93,15 @@ def desired_status(
         )
     source = spec.get("source") or {}
     if source.get("archive"):
-        return _status(
-            FunctionPhase.FAILED,
-            "BuildUnavailable",
-            "source archives are not built yet by this operator version; give "
-            "source.files or a prebuilt image",
-            digest,
-        )
+        if not builds:
+            return _status(
+                FunctionPhase.FAILED,
+                "BuildUnavailable",
+                "a source archive needs an image build, and this operator has no "
+                "registry and builder configured (QSO_REGISTRY, QSO_BUILDER_IMAGE)",
+                digest,
+            )
+        return _status(FunctionPhase.BUILDING, "NeedsBuild", "an image build is needed", digest)
     files = source.get("files") or {}
     size = sum(len(k.encode()) + len(v.encode()) for k, v in files.items())
     if size > MAX_INLINE_SOURCE_BYTES:
@@ -177,6 +180,14 @@ async def _build(ctx: Context, qf: dict[str, Any], status: dict[str, Any]) -> di
         }
     target = buildspec.target_image(cfg, qf, tag)
     job_name = buildspec.build_job_name(meta["name"], tag)
+    archive = (qf["spec"].get("source") or {}).get("archive")
+    archive_url = None
+    if archive:
+        key = storage.archive_key(ns, meta["uid"], archive["sha256"])
+        waiting = await _archive_in_place(ctx, qf, key, archive["sha256"], status, tag)
+        if waiting is not None:
+            return waiting
+        archive_url = ctx.store.presign_get(key, cfg.build_timeout_seconds + 600)
     building = {
         **status,
         "buildTag": tag,
@@ -185,13 +196,16 @@ async def _build(ctx: Context, qf: dict[str, Any], status: dict[str, Any]) -> di
     }
     job = await ctx.kube.get(Job, job_name, ns)
     if job is None:
-        await ctx.kube.apply(jobspec.source_configmap(qf))
+        if not archive:
+            await ctx.kube.apply(jobspec.source_configmap(qf))
         with_ca = False
         if cfg.pip_ca_bundle:
             bundle = await asyncio.to_thread(Path(cfg.pip_ca_bundle).read_text)
             await ctx.kube.apply(buildspec.ca_configmap(ns, bundle))
             with_ca = True
-        await ctx.kube.create_or_get(buildspec.build_job(qf, cfg, tag, with_ca=with_ca))
+        await ctx.kube.create_or_get(
+            buildspec.build_job(qf, cfg, tag, with_ca=with_ca, archive_url=archive_url)
+        )
         return building
     done = {
         cond["type"]
@@ -313,6 +327,51 @@ async def _check_image(ctx: Context, qf: dict[str, Any], status: dict[str, Any])
             "message": f"runs the prebuilt image {image}",
         }
     return status
+
+
+async def _archive_in_place(
+    ctx: Context, qf: dict[str, Any], key: str, sha256: str, status: dict[str, Any], tag: str
+) -> dict[str, Any] | None:
+    """None once the archive with the declared sha256 is stored; until then a status that
+    says so, with an upload link for the function's owner in ``qf-upload-<name>``."""
+    meta = qf["metadata"]
+    stored = await asyncio.to_thread(ctx.store.sha256, key)
+    if stored == sha256:
+        return None
+    if stored is not None:
+        return {
+            **status,
+            "phase": FunctionPhase.FAILED.value,
+            "reason": "ArchiveMismatch",
+            "message": f"the uploaded archive's sha256 is {stored}, not the declared "
+            f"{sha256}; upload again",
+            "buildTag": tag,
+        }
+    await ctx.kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": jobspec.child_name("qf-upload", meta["name"]),
+                "namespace": meta["namespace"],
+                "labels": {c.LABEL_MANAGED_BY: c.MANAGER},
+                "ownerReferences": [jobspec.owner_reference(qf)],
+            },
+            "stringData": {
+                "sha256": sha256,
+                "upload-url": ctx.store.presign_put(key, UPLOAD_LINK_SECONDS),
+            },
+        }
+    )
+    return {
+        **status,
+        "phase": FunctionPhase.PENDING.value,
+        "reason": "AwaitingUpload",
+        "message": f"waiting for the source archive (sha256 {sha256[:12]}...) to be "
+        f"uploaded through the link in Secret qf-upload-{meta['name']}",
+        "buildTag": tag,
+    }
 
 
 async def _keep_build_logs(

@@ -127,6 +127,19 @@ async def function_spec_event(name: str, namespace: str, type: str, **_: Any) ->
         await reconcile_function(namespace, name)
 
 
+@kopf.timer(
+    c.GROUP,
+    c.VERSION,
+    c.FUNCTION_PLURAL,
+    interval=3,
+    initial_delay=2,
+    when=lambda status, **_: status.get("reason") == "AwaitingUpload",
+)
+async def function_awaiting_upload(name: str, namespace: str, **_: Any) -> None:
+    """Object storage sends no events: look for the uploaded archive every few seconds."""
+    await reconcile_function(namespace, name)
+
+
 @kopf.on.event(
     "batch", "v1", "jobs", labels={c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_BUILD: kopf.PRESENT}
 )
