@@ -203,3 +203,33 @@ def test_a_folder_too_big_for_inline_source_goes_as_an_archive(
     job = fn.run()
     assert _finish(job) == "DONE", job.logs()
     assert job.result() == {"lines": 140_000, "blob": 16_384}
+
+
+def test_a_registry_that_refuses_the_push(
+    api_client: client.ApiClient, cluster: dict, namespace: str, operator, tmp_path: Path
+) -> None:
+    from tests.kube import OperatorProcess
+
+    (tmp_path / "main.py").write_text("print('x')\n")
+    operator.stop()
+    refusing = OperatorProcess(cluster, tmp_path / "refusing.log")
+    # Nothing listens there: every push is refused.
+    refusing.env["QSO_REGISTRY"] = "127.0.0.1:9"
+    refusing.start()
+    try:
+        sdk = KubernetesClient(namespace=namespace, api_client=api_client)
+        with pytest.raises(QiskitServerlessException) as info:
+            sdk.upload(
+                QiskitFunction(
+                    title="nowhere",
+                    entrypoint="main.py",
+                    working_dir=str(tmp_path),
+                    dependencies=["tabulate==0.9.0"],
+                )
+            )
+        message = str(info.value)
+        assert "build failed: pushing 127.0.0.1:9/qso-functions/" in message
+        assert "refused" in message
+    finally:
+        refusing.stop()
+        operator.start()
