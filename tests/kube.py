@@ -140,7 +140,7 @@ def kubectl(
 @pytest.fixture(scope="session")
 def crds(cluster: dict[str, Any]) -> None:
     """The project's CRDs, applied from crds/ (their single source) and Established."""
-    kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
+    kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-k", str(REPO_ROOT / "crds"))
     kubectl(
         cluster,
         "wait",
@@ -216,6 +216,10 @@ class OperatorProcess:
             self.proc.kill()
             self.proc.wait(10)
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
@@ -226,6 +230,11 @@ class OperatorProcess:
                 self.proc.wait(10)
 
 
+# The session's operator, once a test has asked for it: tests of the in-cluster install
+# stop it for their duration (with its higher peering priority it would do their work).
+SESSION_OPERATOR: list[OperatorProcess] = []
+
+
 @pytest.fixture(scope="session")
 def operator(
     cluster: dict[str, Any], crds: None, tmp_path_factory: pytest.TempPathFactory
@@ -233,9 +242,11 @@ def operator(
     log_dir = Path(cluster["logs"])
     proc = OperatorProcess(cluster, log_dir / "operator-tests.log")
     proc.start()
+    SESSION_OPERATOR.append(proc)
     try:
         yield proc
     finally:
+        SESSION_OPERATOR.remove(proc)
         proc.stop()
 
 

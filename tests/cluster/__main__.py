@@ -1,9 +1,10 @@
-"""python -m tests.cluster up|down|status|env"""
+"""python -m tests.cluster up|down|status|env|install|uninstall|operator-start|operator-stop"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 
 from . import cluster
@@ -25,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
         help="apply the CRDs and run the operator on this host against the cluster",
     )
     sub.add_parser("operator-stop", help="stop the operator `operator-start` started")
+    sub.add_parser(
+        "install",
+        help="install the operator in the cluster (kubectl apply -k manifests/overlays/local)",
+    )
+    sub.add_parser("uninstall", help="remove the in-cluster operator (CRDs and their objects stay)")
     args = parser.parse_args(argv)
 
     paths = Paths.from_env()
@@ -43,6 +49,18 @@ def main(argv: list[str] | None = None) -> int:
             operator_local.start(paths)
         else:
             operator_local.stop(paths)
+        return 0
+    if args.command in ("install", "uninstall"):
+        from . import install
+
+        try:
+            if args.command == "install":
+                install.install(paths)
+            else:
+                install.uninstall(paths)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            print(f"[cluster] {args.command} failed: {exc}", file=sys.stderr)
+            return 1
         return 0
     if args.command == "up":
         try:

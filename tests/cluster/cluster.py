@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from . import components, config, gobuild, images, pki, procs
+from . import components, config, gobuild, images, install, pki, procs
 from .config import Paths
 from .progress import PhaseTimer, say
 
@@ -334,12 +334,13 @@ def up(paths: Paths) -> dict:
             interval=1,
         )
 
-    with timer.phase("image", "pause, CoreDNS, runtime base, builder (cached by content)"):
+    with timer.phase("image", "pause, CoreDNS, runtime, builder, operator (cached by content)"):
         coredns = images.binary_image(paths, "coredns", binaries["coredns"])
         runtime = images.runtime_image(paths)
         for image in (pause, coredns, runtime):
             images.push(paths, image)
         builder = images.builder_image(paths, runtime, binaries["crane"])
+        operator = images.operator_image(paths, runtime, binaries["crane"])
 
     with timer.phase("start: node", "containerd, kubelet, kube-proxy"):
         procs.start(
@@ -390,6 +391,7 @@ def up(paths: Paths) -> dict:
             "coredns": coredns.ref,
             "runtime": runtime.ref,
             "builder": builder.ref,
+            "operator": operator.ref,
         },
         "s3": {
             "endpoint": config.S3_ENDPOINT,
@@ -402,6 +404,7 @@ def up(paths: Paths) -> dict:
         "up_seconds": round(time.monotonic() - started, 1),
     }
     _write(paths.info, json.dumps(info, indent=2), 0o600)
+    install.write_local_overlay(info)
     print()
     timer.print_table()
     print()

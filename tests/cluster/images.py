@@ -337,3 +337,146 @@ def builder_image(paths: config.Paths, runtime: Image, crane: Path) -> Image:
     )
     shutil.rmtree(work)
     return image
+
+
+# The runtime base is Debian bookworm's Python (config.DEBIAN_SUITE); its venv's site-packages.
+_RUNTIME_SITE_PACKAGES = "opt/venv/lib/python3.11/site-packages"
+
+
+def _tar_tree(tar: tarfile.TarFile, source: Path, arcname: str) -> None:
+    """Add ``source`` as root-owned, world-readable entries, in a stable order."""
+    for path in sorted([source, *source.rglob("*")]):
+        if "__pycache__" in path.parts:
+            continue
+        name = arcname + ("" if path == source else "/" + path.relative_to(source).as_posix())
+        info = tar.gettarinfo(str(path), arcname=name)
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        info.mtime = 0
+        if path.is_dir():
+            info.mode = 0o755
+            tar.addfile(info)
+        else:
+            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            with path.open("rb") as handle:
+                tar.addfile(info, handle)
+
+
+def operator_package_files() -> list[Path]:
+    package = config.REPO_ROOT / "operator" / "qiskit_serverless_operator"
+    return sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _operator_deps_layer(paths: config.Paths) -> Path:
+    """images/operator/requirements.txt installed for the image's Python, as one layer tar."""
+    requirements = config.IMAGES_DIR / "operator" / "requirements.txt"
+    constraints = config.REPO_ROOT / "requirements" / "constraints.txt"
+    key = _file_digest(
+        b"operator-deps-1",
+        requirements.read_bytes(),
+        constraints.read_bytes(),
+        os.uname().machine.encode(),
+    )
+    layer = paths.cache / "layers" / f"operator-deps-{key}.tar"
+    if layer.exists():
+        return layer
+    staging = layer.with_suffix(".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    site = staging / _RUNTIME_SITE_PACKAGES
+    site.mkdir(parents=True)
+    # Wheels for the image's interpreter (CPython 3.11, glibc 2.36), whatever Python runs this.
+    run_with_heartbeat(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--target",
+            site,
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            "3.11",
+            "--abi",
+            "cp311",
+            # Every manylinux tag glibc 2.36 (bookworm) runs; older pips do not expand one.
+            *(
+                arg
+                for glibc in range(36, 16, -1)
+                for arg in ("--platform", f"manylinux_2_{glibc}_{os.uname().machine}")
+            ),
+            "--platform",
+            f"manylinux2014_{os.uname().machine}",
+            "--no-compile",
+            "-r",
+            requirements,
+            "-c",
+            constraints,
+        ],
+        what="operator image: fetching its Python packages",
+        log=paths.cache / "logs" / "operator-deps.log",
+    )
+    shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts point at the host's Python
+    layer.parent.mkdir(parents=True, exist_ok=True)
+    partial = layer.with_suffix(".partial")
+    with tarfile.open(partial, "w") as tar:
+        _tar_tree(tar, staging / "opt", "opt")
+    partial.rename(layer)
+    shutil.rmtree(staging)
+    return layer
+
+
+def operator_image(paths: config.Paths, runtime: Image, crane: Path) -> Image:
+    """The operator (images/operator/): the runtime base + its packages + the whole package.
+
+    Two layers appended with crane, so an operator code change re-pushes only the small one.
+    """
+    deps = _operator_deps_layer(paths)
+    package_root = config.REPO_ROOT / "operator"
+    files = operator_package_files()
+    tag = _file_digest(
+        runtime.tag.encode(),
+        deps.name.encode(),
+        *(p.relative_to(package_root).as_posix().encode() + p.read_bytes() for p in files),
+    )
+    image = Image("operator", tag, paths.cache / "images" / f"operator-{tag}")
+    insecure = ["--insecure"]
+    if (
+        subprocess.run([str(crane), "digest", image.ref, *insecure], capture_output=True).returncode
+        == 0
+    ):
+        return image
+    work = paths.cache / "images" / f"operator-{tag}.work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    package_layer = work / "package.tar"
+    with tarfile.open(package_layer, "w") as tar:
+        for directory in ("opt", "opt/venv", "opt/venv/lib", "opt/venv/lib/python3.11"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        _tar_tree(
+            tar,
+            package_root / "qiskit_serverless_operator",
+            f"{_RUNTIME_SITE_PACKAGES}/qiskit_serverless_operator",
+        )
+    say(f"pushing {image.ref}")
+    _run(
+        [
+            crane,
+            "append",
+            "--base",
+            runtime.ref,
+            "--new_layer",
+            deps,
+            "--new_layer",
+            package_layer,
+            "--new_tag",
+            image.ref,
+            *insecure,
+        ],
+        capture_output=True,
+    )
+    shutil.rmtree(work)
+    return image

@@ -1,7 +1,8 @@
 """Run the operator on the host against the local cluster, as a component `down` stops.
 
-Used by ./scripts/walkthrough until the in-cluster install (manifests/) exists: it applies
-the CRDs and the peering object, then starts `python -m qiskit_serverless_operator` with the
+For a quick loop on operator code without rebuilding its image (./scripts/walkthrough uses
+the in-cluster install, `python -m tests.cluster install`): it applies the CRDs and the
+peering object, then starts `python -m qiskit_serverless_operator` with the
 cluster's S3, registry and runtime-image settings.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from . import config, procs
 from .config import Paths
+from .install import machine_ca_bundle
 
 NAME = "operator"
 LIVENESS = "http://127.0.0.1:8080/healthz"
@@ -43,9 +45,7 @@ def operator_env(
         "QSO_REGISTRY": info["registry"],
         "QSO_REGISTRY_INSECURE": "true",
         "QSO_BUILDER_IMAGE": info["images"]["builder"],
-        "QSO_PIP_CA_BUNDLE": os.environ.get("PIP_CERT")
-        or os.environ.get("REQUESTS_CA_BUNDLE")
-        or "/etc/ssl/certs/ca-certificates.crt",
+        "QSO_PIP_CA_BUNDLE": str(machine_ca_bundle()),
         "QSO_PIP_INDEX_URL": os.environ.get("PIP_INDEX_URL", ""),
         "QSO_PIP_EXTRA_INDEX_URL": os.environ.get("PIP_EXTRA_INDEX_URL", ""),
     }
@@ -63,7 +63,7 @@ def _kubectl(paths: Paths, *args: str) -> None:
 def start(paths: Paths) -> None:
     info = json.loads(paths.info.read_text())
     _kubectl(
-        paths, "apply", "--server-side", "--force-conflicts", "-f", str(config.REPO_ROOT / "crds")
+        paths, "apply", "--server-side", "--force-conflicts", "-k", str(config.REPO_ROOT / "crds")
     )
     _kubectl(paths, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
     _kubectl(

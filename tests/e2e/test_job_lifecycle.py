@@ -19,7 +19,7 @@ from tests.serverless import (
     wait_job,
 )
 
-HELLO = REPO_ROOT / "examples" / "jobs" / "hello.yaml"
+HELLO = REPO_ROOT / "examples" / "hello.yaml"
 
 SLEEPER = """
 import time

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from typing import Any
 
 from qiskit import QuantumCircuit
 
@@ -12,7 +13,7 @@ from tests.kube import REPO_ROOT
 PHASE_RANK = {"QUEUED": 0, "INITIALIZING": 1, "RUNNING": 2, "DONE": 3}
 
 
-def _load_walkthrough():
+def load_walkthrough():
     spec = importlib.util.spec_from_file_location(
         "walkthrough", REPO_ROOT / "examples" / "walkthrough.py"
     )
@@ -22,11 +23,8 @@ def _load_walkthrough():
     return module
 
 
-def test_walkthrough(cluster: dict, namespace: str, operator, monkeypatch) -> None:
-    monkeypatch.setenv("KUBECONFIG", cluster["kubeconfig"])
-    monkeypatch.delenv("QISKIT_IBM_TOKEN", raising=False)
-    record = _load_walkthrough().main(namespace=namespace)
-
+def check_walkthrough_record(record: dict[str, Any]) -> None:
+    """What examples/walkthrough.py must have seen (DESIGN.md's walkthrough contract)."""
     assert record["functions"] == ["QiskitFunction(transpile_remote_serverless)"]
     statuses = record["statuses"]
     assert statuses[0] == "QUEUED" and statuses[-1] == "DONE", statuses
@@ -49,3 +47,9 @@ def test_walkthrough(cluster: dict, namespace: str, operator, monkeypatch) -> No
     assert record["stop_statuses"][-1] == "CANCELED"
 
     assert record["jobs"][:2] == [record["slow_job_id"], record["job_id"]]
+
+
+def test_walkthrough(cluster: dict, namespace: str, operator, monkeypatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", cluster["kubeconfig"])
+    monkeypatch.delenv("QISKIT_IBM_TOKEN", raising=False)
+    check_walkthrough_record(load_walkthrough().main(namespace=namespace))

@@ -15,7 +15,11 @@ CRDS = Path(__file__).resolve().parents[2] / "crds"
 def _crd(plural: str) -> dict:
     for path in CRDS.glob("*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc["metadata"]["name"] == f"{plural}.{c.GROUP}":
+            if (
+                doc
+                and doc.get("kind") == "CustomResourceDefinition"
+                and doc["metadata"]["name"] == f"{plural}.{c.GROUP}"
+            ):
                 return doc
     raise AssertionError(f"no CRD for {plural} in {CRDS}")
 

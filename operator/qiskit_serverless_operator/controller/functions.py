@@ -270,6 +270,10 @@ async def _check_image(ctx: Context, qf: dict[str, Any], status: dict[str, Any])
             "message": old.get("message", "runs the prebuilt image"),
             "buildTag": key,
         }
+    if old.get("phase") == FunctionPhase.FAILED and old.get("buildTag") == key:
+        # Decided for this image already; the check pod being torn down afterwards (its
+        # container "could not be located") must not rewrite the reason.
+        return {**status, **{k: old[k] for k in ("phase", "reason", "message") if k in old}}
     job_name = jobspec.child_name("qf-check", f"{meta['name']}-{key[6:16]}")
     status = {**status, "buildTag": key}
     job = await ctx.kube.get(Job, job_name, ns)
@@ -278,6 +282,8 @@ async def _check_image(ctx: Context, qf: dict[str, Any], status: dict[str, Any])
         return status
     failed = None
     for pod in await ctx.kube.list(Pod, ns, labels={"batch.kubernetes.io/job-name": job_name}):
+        if pod["metadata"].get("deletionTimestamp"):
+            continue  # going away: its final state says nothing about the image
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in _PULL_FAILURES:

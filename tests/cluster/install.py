@@ -1,0 +1,129 @@
+"""The in-cluster install on the local cluster: `kubectl apply -k manifests/overlays/local`.
+
+`up` writes the overlay's site values (S3 endpoint and keys, registry, the image tags it
+built, the machine's pip settings) into manifests/overlays/local/generated/; `install`
+applies the overlay and waits for the operator's rollout; `uninstall` removes the operator
+but keeps the CRDs (and so every QiskitFunction and ServerlessJob) and the peering object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from . import config
+from .config import Paths
+from .progress import say
+
+OVERLAY = config.REPO_ROOT / "manifests" / "overlays" / "local"
+NAMESPACE = "qiskit-serverless"
+DEPLOYMENT = "qiskit-serverless-operator"
+POD_CA_PATH = "/etc/qso/pip-ca/ca.crt"
+CLUSTER_OBJECTS = (
+    "clusterrolebinding/qiskit-serverless-operator",
+    "clusterrole/qiskit-serverless-operator",
+    "clusterrole/qiskit-serverless-edit",
+    "clusterrole/qiskit-serverless-view",
+)
+
+
+def machine_ca_bundle() -> Path:
+    """The CA bundle pip on this machine trusts (build pods need the same)."""
+    return Path(
+        os.environ.get("PIP_CERT")
+        or os.environ.get("REQUESTS_CA_BUNDLE")
+        or "/etc/ssl/certs/ca-certificates.crt"
+    )
+
+
+def _env_file(values: dict[str, str]) -> str:
+    return "".join(f"{key}={value}\n" for key, value in values.items())
+
+
+def write_local_overlay(info: dict[str, Any], overlay: Path = OVERLAY) -> None:
+    generated = overlay / "generated"
+    generated.mkdir(parents=True, exist_ok=True)
+    s3 = info["s3"]
+    settings = {
+        "QSO_OPERATOR_IMAGE": info["images"]["operator"],
+        "QSO_RUNTIME_IMAGE": info["images"]["runtime"],
+        "QSO_BUILDER_IMAGE": info["images"]["builder"],
+        "QSO_S3_ENDPOINT": s3["endpoint"],
+        "QSO_S3_BUCKET": s3["bucket"],
+        "QSO_REGISTRY": info["registry"],
+        "QSO_REGISTRY_INSECURE": "true",
+        "QSO_PIP_CA_BUNDLE": POD_CA_PATH,
+        "QSO_PIP_INDEX_URL": os.environ.get("PIP_INDEX_URL", ""),
+        "QSO_PIP_EXTRA_INDEX_URL": os.environ.get("PIP_EXTRA_INDEX_URL", ""),
+    }
+    (generated / "settings.env").write_text(_env_file(settings))
+    secret = generated / "s3.env"
+    secret.write_text(
+        _env_file({"QSO_S3_ACCESS_KEY": s3["access_key"], "QSO_S3_SECRET_KEY": s3["secret_key"]})
+    )
+    secret.chmod(0o600)
+    shutil.copyfile(machine_ca_bundle(), generated / "pip-ca.crt")
+
+
+def _kubectl(paths: Paths, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(paths.state / "path" / "kubectl"), f"--kubeconfig={paths.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _check(result: subprocess.CompletedProcess[str], what: str) -> str:
+    if result.returncode != 0:
+        raise RuntimeError(f"{what} failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+def install(paths: Paths, timeout: int = 300) -> None:
+    # Again here: the cluster may have been brought up from another checkout.
+    write_local_overlay(json.loads(paths.info.read_text()))
+    # A namespace still terminating from an earlier uninstall refuses new objects.
+    _kubectl(paths, "wait", "--for=delete", f"namespace/{NAMESPACE}", "--timeout=180s", timeout=200)
+    say(f"kubectl apply -k {OVERLAY.relative_to(config.REPO_ROOT)}")
+    # Server-side: the CRDs are too big for client-side apply's last-applied annotation.
+    _check(
+        _kubectl(paths, "apply", "--server-side", "--force-conflicts", "-k", str(OVERLAY)),
+        "kubectl apply -k",
+    )
+    say(f"waiting for deployment/{DEPLOYMENT} in {NAMESPACE} to roll out")
+    _check(
+        _kubectl(
+            paths,
+            "-n",
+            NAMESPACE,
+            "rollout",
+            "status",
+            f"deployment/{DEPLOYMENT}",
+            f"--timeout={timeout}s",
+            timeout=timeout + 30,
+        ),
+        "the operator rollout",
+    )
+    say("the operator runs in the cluster")
+
+
+def uninstall(paths: Paths) -> None:
+    """Remove the operator's Deployment, namespace and RBAC; keep CRDs and their objects."""
+    _kubectl(paths, "delete", "--ignore-not-found", *CLUSTER_OBJECTS)
+    _check(
+        _kubectl(
+            paths,
+            "delete",
+            "namespace",
+            NAMESPACE,
+            "--ignore-not-found",
+            "--wait",
+            "--timeout=120s",
+        ),
+        f"deleting namespace {NAMESPACE}",
+    )

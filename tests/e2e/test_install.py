@@ -1,0 +1,213 @@
+"""The in-cluster install, end to end: `kubectl apply -k manifests/overlays/local` on the real
+cluster, two operator replicas Ready, the walkthrough against them (no operator started by the
+test), with the active replica killed in the middle of it."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.cluster.config import Paths
+from tests.cluster.install import DEPLOYMENT, NAMESPACE, uninstall, write_local_overlay
+from tests.e2e.test_walkthrough import check_walkthrough_record, load_walkthrough
+from tests.kube import REPO_ROOT, SESSION_OPERATOR, kubectl, wait_until
+
+OVERLAY = REPO_ROOT / "manifests" / "overlays" / "local"
+PEERING = "qiskit-serverless-operator"
+
+
+def operator_pods(cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    out = kubectl(
+        cluster,
+        "-n",
+        NAMESPACE,
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/name=qiskit-serverless-operator",
+        "-o",
+        "json",
+    ).stdout
+    return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def active_replica(cluster: dict[str, Any]) -> str | None:
+    """The pod kopf peering lets act: the live peer with the highest priority (POD_ID)."""
+    out = kubectl(cluster, "get", "clusterkopfpeering", PEERING, "-o", "json").stdout
+    peers = json.loads(out).get("status") or {}
+    pods = {p["metadata"]["name"] for p in operator_pods(cluster)}
+    live = [(info["priority"], name) for name, info in peers.items() if name in pods]
+    return max(live)[1] if live else None
+
+
+@pytest.fixture(scope="module")
+def in_cluster(cluster: dict[str, Any], crds: None) -> Iterator[list[str]]:
+    """The operator installed from the local overlay; the session's own operator paused."""
+    paused = [proc for proc in SESSION_OPERATOR if proc.running]
+    for proc in paused:
+        proc.stop()
+    namespaces: list[str] = []
+    write_local_overlay(cluster)  # `up` did; again in case it ran from another checkout
+    try:
+        applied = kubectl(
+            cluster, "apply", "--server-side", "--force-conflicts", "-k", str(OVERLAY)
+        )
+        assert "deployment.apps/qiskit-serverless-operator serverside-applied" in applied.stdout
+        kubectl(
+            cluster,
+            "-n",
+            NAMESPACE,
+            "rollout",
+            "status",
+            f"deployment/{DEPLOYMENT}",
+            "--timeout=300s",
+        )
+        wait_until(
+            lambda: sum(ready(p) for p in operator_pods(cluster)) == 2,
+            timeout=120,
+            what="two Ready operator replicas",
+        )
+        wait_until(lambda: active_replica(cluster), timeout=60, what="an active replica")
+        yield namespaces
+    finally:
+        # Let the in-cluster operator finish the tests' objects (finalizers) before it goes.
+        for ns in namespaces:
+            kubectl(
+                cluster,
+                "-n",
+                ns,
+                "delete",
+                "sj,qf",
+                "--all",
+                "--wait",
+                "--timeout=120s",
+                check=False,
+            )
+        uninstall(Paths.from_env())
+        for proc in paused:
+            proc.start()
+
+
+def test_operator_pods_are_ready_non_root_and_read_only(
+    cluster: dict[str, Any], in_cluster: list[str]
+) -> None:
+    pods = operator_pods(cluster)
+    assert len(pods) == 2 and all(ready(p) for p in pods)
+    for pod in pods:
+        spec = pod["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        (container,) = spec["containers"]
+        assert container["image"] == cluster["images"]["operator"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        # What the process really gets, not only what the spec asks for.
+        probe = kubectl(
+            cluster,
+            "-n",
+            NAMESPACE,
+            "exec",
+            pod["metadata"]["name"],
+            "--",
+            "python3",
+            "-c",
+            "import os; print(os.getuid(), os.getgid()); open('/probe', 'w')",
+            check=False,
+        )
+        assert probe.stdout.split() == ["1000", "1000"], probe
+        assert "Read-only file system" in probe.stderr, probe.stderr
+    # The PodDisruptionBudget sees both replicas and allows one voluntary disruption.
+    pdb = json.loads(
+        kubectl(cluster, "-n", NAMESPACE, "get", "pdb", DEPLOYMENT, "-o", "json").stdout
+    )
+    assert pdb["status"]["currentHealthy"] == 2 and pdb["status"]["disruptionsAllowed"] == 1
+
+
+def test_kubectl_apply_examples_on_the_fresh_install(
+    cluster: dict[str, Any], namespace: str, in_cluster: list[str]
+) -> None:
+    in_cluster.append(namespace)
+    applied = kubectl(cluster, "-n", namespace, "apply", "-f", str(REPO_ROOT / "examples"))
+    assert "qiskitfunction.serverless.qiskit.org/hello created" in applied.stdout
+    assert "serverlessjob.serverless.qiskit.org/hello created" in applied.stdout
+    kubectl(
+        cluster,
+        "-n",
+        namespace,
+        "wait",
+        "--for=jsonpath={.status.phase}=DONE",
+        "sj/hello",
+        "--timeout=300s",
+    )
+    table = kubectl(cluster, "-n", namespace, "get", "qiskit").stdout
+    assert "qiskitfunction.serverless.qiskit.org/hello" in table
+    assert "serverlessjob.serverless.qiskit.org/hello" in table
+    job_line = next(line for line in table.splitlines() if line.startswith("serverlessjob"))
+    assert "DONE" in job_line.split() and "hello" in job_line.split()
+    explain = kubectl(cluster, "explain", "serverlessjobs.spec.function").stdout
+    assert "GROUP:      serverless.qiskit.org" in explain
+    assert "title" in explain.lower()
+
+
+def test_walkthrough_against_the_in_cluster_operator_survives_a_killed_replica(
+    cluster: dict[str, Any], namespace: str, in_cluster: list[str], monkeypatch
+) -> None:
+    in_cluster.append(namespace)
+    monkeypatch.setenv("KUBECONFIG", cluster["kubeconfig"])
+    monkeypatch.delenv("QISKIT_IBM_TOKEN", raising=False)
+    killed: dict[str, Any] = {}
+
+    def kill_active_replica_once_a_job_runs() -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            out = kubectl(cluster, "-n", namespace, "get", "sj", "-o", "json", check=False)
+            phases = [
+                (item.get("status") or {}).get("phase")
+                for item in (json.loads(out.stdout)["items"] if out.returncode == 0 else [])
+            ]
+            if "RUNNING" in phases or "INITIALIZING" in phases:
+                victim = active_replica(cluster)
+                # SIGKILL, no goodbye: the peering record stays until its lifetime ends.
+                kubectl(
+                    cluster,
+                    "-n",
+                    NAMESPACE,
+                    "delete",
+                    "pod",
+                    victim,
+                    "--grace-period=0",
+                    "--force",
+                    check=False,
+                )
+                killed.update(pod=victim, phases=phases, at=time.monotonic())
+                return
+            time.sleep(0.3)
+
+    killer = threading.Thread(target=kill_active_replica_once_a_job_runs, daemon=True)
+    killer.start()
+    record = load_walkthrough().main(namespace=namespace)
+    killer.join(timeout=10)
+
+    assert killed.get("pod"), "the active replica was never killed"
+    check_walkthrough_record(record)
+    # Another replica (the standby, or the one the Deployment made) acts now.
+    successor = wait_until(
+        lambda: (a := active_replica(cluster)) and a != killed["pod"] and a,
+        timeout=120,
+        what="a new active replica",
+    )
+    assert successor != killed["pod"]
+    # Each ServerlessJob ran exactly one batch Job (no duplicate after the takeover).
+    jobs = json.loads(kubectl(cluster, "-n", namespace, "get", "jobs", "-o", "json").stdout)
+    owners = [
+        ref["name"] for job in jobs["items"] for ref in job["metadata"].get("ownerReferences", [])
+    ]
+    assert len(owners) == len(set(owners)), owners

@@ -1,0 +1,120 @@
+"""The install manifests (manifests/), read as files: what must hold before any cluster sees
+them. tests/integration/test_manifests_render.py renders and validates them on a cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from qiskit_serverless_operator.config import OperatorConfig
+
+pytestmark = pytest.mark.unit
+
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+BASE = MANIFESTS / "base"
+
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for path in BASE.glob("*.yaml") for doc in _docs(path) if doc["kind"] == kind]
+
+
+def _literals(kustomization: Path) -> dict[str, str]:
+    doc = yaml.safe_load(kustomization.read_text())
+    values: dict[str, str] = {}
+    for generator in doc.get("configMapGenerator", []):
+        if generator["name"] == "qiskit-serverless-operator-settings":
+            values.update(item.split("=", 1) for item in generator.get("literals", []))
+    return values
+
+
+def test_rbac_has_no_wildcards() -> None:
+    roles = _kind("ClusterRole") + _kind("Role")
+    assert roles
+    for role in roles:
+        for rule in role["rules"]:
+            for key in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+                assert "*" not in "".join(rule.get(key, [])), (role["metadata"]["name"], rule)
+
+
+def test_operator_never_lists_or_watches_secrets() -> None:
+    (role,) = [
+        r for r in _kind("ClusterRole") if r["metadata"]["name"] == "qiskit-serverless-operator"
+    ]
+    for rule in role["rules"]:
+        if "secrets" in rule["resources"]:
+            assert not {"list", "watch"} & set(rule["verbs"]), rule
+
+
+def test_operator_pod_is_restricted() -> None:
+    (deployment,) = _kind("Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 2
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] != 0
+    assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    (container,) = spec["containers"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert container["livenessProbe"] and container["readinessProbe"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    (pdb,) = _kind("PodDisruptionBudget")
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    assert pdb["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+
+
+def test_ports_and_names_agree_with_the_operator_settings() -> None:
+    (deployment,) = _kind("Deployment")
+    (service,) = _kind("Service")
+    (namespace,) = _kind("Namespace")
+    (peering,) = _kind("ClusterKopfPeering")
+    base = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    literals = _literals(BASE / "kustomization.yaml")
+    env = {
+        **literals,
+        "QSO_S3_ENDPOINT": "http://s3",
+        "QSO_S3_BUCKET": "b",
+        "QSO_S3_ACCESS_KEY": "a",
+        "QSO_S3_SECRET_KEY": "s",
+        "QSO_RUNTIME_IMAGE": "r",
+    }
+    cfg = OperatorConfig.from_env(env)
+    ports = {
+        p["name"]: p["containerPort"]
+        for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    }
+    assert ports["gateway"] == cfg.gateway_port and ports["metrics"] == cfg.metrics_port
+    assert cfg.peering == peering["metadata"]["name"]
+    assert base["namespace"] == namespace["metadata"]["name"]
+    service_url = f"http://{service['metadata']['name']}.{base['namespace']}.svc:{cfg.gateway_port}"
+    assert cfg.gateway_url == service_url
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_production_overlay_is_a_complete_configuration() -> None:
+    env = {
+        **_literals(BASE / "kustomization.yaml"),
+        **_literals(MANIFESTS / "overlays" / "production" / "kustomization.yaml"),
+        # The one Secret a site creates itself (see the overlay's comment).
+        "QSO_S3_ACCESS_KEY": "a",
+        "QSO_S3_SECRET_KEY": "s",
+    }
+    cfg = OperatorConfig.from_env(env)
+    assert cfg.registry and cfg.builder_image and cfg.s3.endpoint.startswith("https://")
+
+
+def test_examples_folder_applies_as_is() -> None:
+    """`kubectl apply -f examples/` reads the YAML files directly in examples/."""
+    examples = MANIFESTS.parent / "examples"
+    docs = [doc for path in sorted(examples.glob("*.yaml")) for doc in _docs(path)]
+    kinds = [doc["kind"] for doc in docs]
+    assert "QiskitFunction" in kinds and "ServerlessJob" in kinds
+    assert all("namespace" not in doc["metadata"] for doc in docs)
