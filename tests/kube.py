@@ -149,15 +149,19 @@ def crds(cluster: dict[str, Any]) -> None:
         "crd/serverlessjobs.serverless.qiskit.org",
         "crd/qiskitfunctions.serverless.qiskit.org",
         "crd/clusterkopfpeerings.kopf.dev",
+        "crd/serverlessqueues.serverless.qiskit.org",
     )
-    # The object kopf peering elects the active replica through.
-    kubectl(
-        cluster,
-        "apply",
-        "--server-side",
-        "-f",
-        str(REPO_ROOT / "manifests" / "base" / "kopf-peering.yaml"),
-    )
+    # The object kopf peering elects the active replica through, and the policy that makes
+    # a job's submitter unforgeable (both part of the API, like the CRDs).
+    for manifest in ("kopf-peering.yaml", "admission-policy.yaml"):
+        kubectl(
+            cluster,
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(REPO_ROOT / "manifests" / "base" / manifest),
+        )
 
 
 class OperatorProcess:

@@ -21,6 +21,38 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _optional_int(env: dict[str, str], name: str) -> int | None:
+    if not env.get(name):
+        return None
+    value = _int(env, name, 0)
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1 (unset it for no limit), got {value}")
+    return value
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _quantity(env: dict[str, str], name: str, kind: str) -> str | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    from .controller.queueing import cpu_millis, memory_bytes
+
+    try:
+        (cpu_millis if kind == "cpu" else memory_bytes)(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a Kubernetes {kind} quantity, got {raw!r}") from exc
+    return raw
+
+
 def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -81,6 +113,17 @@ class OperatorConfig:
     peering_priority: int = 0
     # How long a silent replica counts as alive; a standby takes over after this.
     peering_lifetime_seconds: int = 30
+    # Admission (controller/queueing.py): concurrent jobs per user and per namespace, and the
+    # CPU/memory all admitted jobs may request together (None: the nodes' allocatable).
+    max_running_per_user: int | None = None
+    max_running_per_namespace: int | None = None
+    capacity_cpu: str | None = None
+    capacity_memory: str | None = None
+    # Fair share: a user's past job-seconds count half after this long.
+    usage_half_life_seconds: int = 3600
+    scheduler_interval_seconds: float = 1.0
+    # Waiting jobs whose status shows an exact queue position (the rest: "position N+").
+    queue_positions_shown: int = 100
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -135,4 +178,11 @@ class OperatorConfig:
             peering=env.get("QSO_PEERING", "qiskit-serverless-operator"),
             peering_priority=_int(env, "QSO_PEERING_PRIORITY", random.randint(1, 1_000_000)),
             peering_lifetime_seconds=_int(env, "QSO_PEERING_LIFETIME_SECONDS", 30),
+            max_running_per_user=_optional_int(env, "QSO_MAX_RUNNING_PER_USER"),
+            max_running_per_namespace=_optional_int(env, "QSO_MAX_RUNNING_PER_NAMESPACE"),
+            capacity_cpu=_quantity(env, "QSO_CAPACITY_CPU", "cpu"),
+            capacity_memory=_quantity(env, "QSO_CAPACITY_MEMORY", "memory"),
+            usage_half_life_seconds=_int(env, "QSO_USAGE_HALF_LIFE_SECONDS", 3600),
+            scheduler_interval_seconds=_float(env, "QSO_SCHEDULER_INTERVAL_SECONDS", 1.0),
+            queue_positions_shown=_int(env, "QSO_QUEUE_POSITIONS_SHOWN", 100),
         )

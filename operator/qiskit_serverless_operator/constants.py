@@ -21,6 +21,12 @@ JOB_KIND = "ServerlessJob"
 JOB_PLURAL = "serverlessjobs"
 JOB_SHORT = "sj"
 
+# The admission queue: one cluster-scoped object whose status shows usage and the queue.
+QUEUE_KIND = "ServerlessQueue"
+QUEUE_PLURAL = "serverlessqueues"
+QUEUE_SHORT = "sq"
+QUEUE_NAME = "default"
+
 
 class JobPhase(StrEnum):
     QUEUED = "QUEUED"
@@ -59,6 +65,27 @@ LABEL_BUILD = f"{GROUP}/build"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "qiskit-serverless-operator"
 FINALIZER = f"{GROUP}/cleanup"
+# Who submitted a job: the SDK sets it to the caller's user name, and a
+# ValidatingAdmissionPolicy (manifests/base/admission-policy.yaml) rejects any other value,
+# so it cannot be forged. Jobs without it count as the namespace's shared user.
+ANNOTATION_SUBMITTER = f"{GROUP}/submitter"
+# Kueue's contract: a job with this label is admitted by Kueue, not by the operator's queue.
+LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+
+
+def namespace_user(namespace: str) -> str:
+    """The user of jobs submitted without a submitter annotation (e.g. plain kubectl)."""
+    return f"namespace:{namespace}"
+
+
+# Status reasons of a QUEUED job: why it is not running yet.
+class QueueReason(StrEnum):
+    FUNCTION_NOT_READY = "FunctionNotReady"
+    SUSPENDED = "Suspended"
+    PENDING = "Pending"  # ready to run: waits for the operator's admission
+    ADMITTED = "Admitted"  # admitted; its pod is being created
+    KUEUE = "AdmissionByKueue"
+
 
 # Inside the job pod (the qiskit_serverless program-side contract).
 ARGUMENTS_FILE = "arguments.json"

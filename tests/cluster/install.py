@@ -3,7 +3,8 @@
 `up` writes the overlay's site values (S3 endpoint and keys, registry, the image tags it
 built, the machine's pip settings) into manifests/overlays/local/generated/; `install`
 applies the overlay and waits for the operator's rollout; `uninstall` removes the operator
-but keeps the CRDs (and so every QiskitFunction and ServerlessJob) and the peering object.
+but keeps the CRDs (and so every QiskitFunction and ServerlessJob), the peering object and
+the submitter admission policy (both are part of the API, like the CRDs).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ CLUSTER_OBJECTS = (
     "clusterrole/qiskit-serverless-operator",
     "clusterrole/qiskit-serverless-edit",
     "clusterrole/qiskit-serverless-view",
+    "clusterrolebinding/qiskit-serverless-queue-reader",
+    "clusterrole/qiskit-serverless-queue-reader",
 )
 
 

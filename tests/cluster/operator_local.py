@@ -66,13 +66,15 @@ def start(paths: Paths) -> None:
         paths, "apply", "--server-side", "--force-conflicts", "-k", str(config.REPO_ROOT / "crds")
     )
     _kubectl(paths, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-    _kubectl(
-        paths,
-        "apply",
-        "--server-side",
-        "-f",
-        str(config.REPO_ROOT / "manifests" / "base" / "kopf-peering.yaml"),
-    )
+    for manifest in ("kopf-peering.yaml", "admission-policy.yaml"):
+        _kubectl(
+            paths,
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(config.REPO_ROOT / "manifests" / "base" / manifest),
+        )
     env = operator_env(info)
     procs.start(
         paths,

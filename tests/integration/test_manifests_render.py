@@ -22,6 +22,8 @@ CLUSTER_SCOPED = {
     "ClusterRole",
     "ClusterRoleBinding",
     "ClusterKopfPeering",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
 }
 
 
@@ -65,7 +67,8 @@ def retarget(docs: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]
         elif doc["kind"] not in CLUSTER_SCOPED:
             doc["metadata"]["namespace"] = namespace
         for subject in doc.get("subjects", []):
-            subject["namespace"] = namespace
+            if subject["kind"] == "ServiceAccount":
+                subject["namespace"] = namespace
     return docs
 
 
@@ -93,6 +96,7 @@ def test_install_renders_and_validates(
     assert crd_names == {
         "qiskitfunctions.serverless.qiskit.org",
         "serverlessjobs.serverless.qiskit.org",
+        "serverlessqueues.serverless.qiskit.org",
         "clusterkopfpeerings.kopf.dev",
         "kopfpeerings.kopf.dev",
     }

@@ -164,6 +164,31 @@ class KubernetesClient(BaseClient):
         self._core = k8s.CoreV1Api(api_client)
         super().__init__(host=api_client.configuration.host)
         self._names: dict[str, str] = {}
+        self._user: str | None = None
+
+    @property
+    def user(self) -> str | None:
+        """Who the cluster says we are (a SelfSubjectReview), recorded on every job we submit.
+
+        The fair-share queue orders and limits jobs by it; the API server's admission policy
+        rejects a job that names anyone else. None if the cluster cannot say (the job then
+        counts as its namespace's shared user).
+        """
+        if self._user is None:
+            try:
+                review = k8s.AuthenticationV1Api(self._api).create_self_subject_review(
+                    k8s.V1SelfSubjectReview()
+                )
+                self._user = review.status.user_info.username or ""
+            except ApiException:
+                self._user = ""
+        return self._user or None
+
+    def _job_annotations(self) -> dict[str, str]:
+        annotations = {SUBMITTED_AT: f"{time.time():.6f}"}
+        if self.user:
+            annotations[c.ANNOTATION_SUBMITTER] = self.user
+        return annotations
 
     def __repr__(self) -> str:
         return f"<KubernetesClient(host={self.host}, namespace={self.namespace})>"
@@ -441,7 +466,7 @@ class KubernetesClient(BaseClient):
                     "apiVersion": c.API_VERSION,
                     "kind": c.JOB_KIND,
                     # creationTimestamp has 1 s resolution: this orders jobs() within a second.
-                    "metadata": {"name": name, "annotations": {SUBMITTED_AT: f"{time.time():.6f}"}},
+                    "metadata": {"name": name, "annotations": self._job_annotations()},
                     "spec": self._job_spec(title, secret_name),
                 },
             )

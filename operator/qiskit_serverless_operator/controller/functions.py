@@ -273,7 +273,8 @@ async def _check_image(ctx: Context, qf: dict[str, Any], status: dict[str, Any])
     if old.get("phase") == FunctionPhase.FAILED and old.get("buildTag") == key:
         # Decided for this image already; the check pod being torn down afterwards (its
         # container "could not be located") must not rewrite the reason.
-        return {**status, **{k: old[k] for k in ("phase", "reason", "message") if k in old}}
+        kept = {k: old[k] for k in ("phase", "reason", "message") if k in old}
+        return {**status, **kept, "buildTag": key}
     job_name = jobspec.child_name("qf-check", f"{meta['name']}-{key[6:16]}")
     status = {**status, "buildTag": key}
     job = await ctx.kube.get(Job, job_name, ns)

@@ -16,8 +16,8 @@ from .. import metrics
 from ..config import OperatorConfig
 from ..kube import Kube
 from ..storage import ObjectStore
-from . import gateway
-from .context import Context, set_context
+from . import gateway, scheduler
+from .context import Context, get_context, set_context
 from .functions import reconcile_function
 from .jobs import cleanup_job, reconcile_job
 
@@ -53,6 +53,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.networking.request_timeout = 30
     settings.batching.worker_limit = 20
     settings.execution.max_workers = 8
+    await scheduler.ensure_queue(get_context())
     metrics.serve(cfg.metrics_port, cfg.metrics_bind)
     memo.gateway = await gateway.start(cfg.gateway_bind, cfg.gateway_port)
     log.info("operator configured: runtime image %s, bucket %s", cfg.runtime_image, cfg.s3.bucket)
@@ -105,6 +106,24 @@ async def child_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
 async def job_safety_net(name: str, namespace: str, **_: Any) -> None:
     """A missed watch event must not leave a job stuck: look again every 30 s while it runs."""
     await reconcile_job(namespace, name)
+
+
+# ----------------------------------------------------------------------------- admission
+
+
+@kopf.index(c.GROUP, c.VERSION, c.JOB_PLURAL)
+def job_records(body: kopf.Body, **_: Any) -> scheduler.JobRecord:
+    """Every ServerlessJob as a small record, keyed by (namespace, name): the queue's view."""
+    return scheduler.record_of(body)
+
+
+@kopf.timer(c.GROUP, c.VERSION, c.QUEUE_PLURAL, interval=1.0, sharp=False)
+async def admission_tick(body: kopf.Body, job_records: kopf.Index, **_: Any) -> None:
+    """The admission loop: one tick a second, in the active replica only."""
+    if body["metadata"]["name"] != c.QUEUE_NAME:
+        return
+    records = [record for store in job_records.values() for record in store]
+    await scheduler.tick(dict(body), records)
 
 
 @kopf.on.delete(c.GROUP, c.VERSION, c.JOB_PLURAL)

@@ -17,9 +17,9 @@ import kopf
 
 from .. import constants as c
 from .. import metrics, storage
-from ..constants import JobPhase
+from ..constants import JobPhase, QueueReason
 from ..kube import ApiError, Job, Pod, QiskitFunction, Secret, ServerlessJob
-from . import gateway, jobspec
+from . import gateway, jobspec, scheduler
 from .conditions import conditions, now_iso
 from .context import Context, get_context
 from .observe import Observation, advance, format_duration, observe
@@ -349,11 +349,30 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
                     },
                 )
                 return
-            if current is None:
+            kueue_queue = jobspec.kueue_queue_name(sj)
+            if not kueue_queue and not status.get("admittedAt"):
+                # Ready to run: the admission queue (scheduler.py) decides when.
+                requests = jobspec.resources(sj, qf, ctx.config).get("requests") or {}
+                changes: dict[str, Any] = {
+                    "phase": JobPhase.QUEUED.value,
+                    "reason": QueueReason.PENDING.value,
+                    "user": jobspec.job_user(sj),
+                    "requests": {k: str(requests[k]) for k in ("cpu", "memory") if k in requests},
+                }
+                if status.get("reason") != QueueReason.PENDING:
+                    changes["message"] = "waiting for admission"
+                await _write_status(ctx, sj, changes)
+                return
+            if kueue_queue and status.get("reason") != QueueReason.KUEUE:
                 await _write_status(
                     ctx,
                     sj,
-                    {"phase": JobPhase.QUEUED.value, "reason": "Admitted", "message": "starting"},
+                    {
+                        "phase": JobPhase.QUEUED.value,
+                        "reason": QueueReason.KUEUE.value,
+                        "user": jobspec.job_user(sj),
+                        "message": f"waiting for Kueue to admit it (LocalQueue {kueue_queue})",
+                    },
                 )
                 sj = await ctx.kube.get(ServerlessJob, name, ns) or sj
             await _start(ctx, sj, qf)
@@ -374,6 +393,9 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
             raise kopf.TemporaryError("batch Job not visible yet", delay=1)
         sj = await ctx.kube.get(ServerlessJob, name, ns) or sj
 
+    if (job.get("spec") or {}).get("suspend"):
+        # Created for Kueue and not admitted yet: no pod, nothing to observe.
+        return
     pods = await ctx.kube.list(Pod, ns, labels={c.LABEL_JOB: name})
     pod = max(pods, key=lambda p: p["metadata"]["creationTimestamp"]) if pods else None
     obs = observe(job, pod, jobspec.timeout_seconds(sj, ctx.config))
@@ -401,6 +423,8 @@ async def cleanup_job(body: dict[str, Any]) -> None:
     ctx = get_context()
     meta = body["metadata"]
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    # Deleting a job must not erase its user's usage (fair share could be gamed so).
+    await scheduler.account_deleted(body)
     await ctx.kube.delete(Job, jobspec.batch_job_name(name), ns)
     pods = await ctx.kube.list(Pod, ns, labels={c.LABEL_JOB: name})
     if pods:

@@ -273,16 +273,21 @@ def batch_job(
         )
         mounts.append({"name": "source", "mountPath": c.POD_SOURCE_DIR, "readOnly": True})
 
+    kueue_queue = kueue_queue_name(sj)
+    job_labels = {**labels, c.LABEL_KUEUE_QUEUE: kueue_queue} if kueue_queue else labels
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
             "name": batch_job_name(name),
             "namespace": namespace,
-            "labels": labels,
+            "labels": job_labels,
             "ownerReferences": [owner_reference(sj)],
         },
         "spec": {
+            # Kueue's contract: a suspended Job with its queue-name label; Kueue admits it
+            # by setting suspend to false (docs/operator.md, "Kueue").
+            "suspend": bool(kueue_queue),
             "backoffLimit": 0,
             "completions": 1,
             "parallelism": 1,
@@ -315,3 +320,15 @@ def batch_job(
             },
         },
     }
+
+
+def kueue_queue_name(sj: dict[str, Any]) -> str | None:
+    """The Kueue LocalQueue that admits this job, or None for the operator's own queue."""
+    return (sj["metadata"].get("labels") or {}).get(c.LABEL_KUEUE_QUEUE) or None
+
+
+def job_user(sj: dict[str, Any]) -> str:
+    """Who submitted the job: the verified submitter annotation, else the namespace's user."""
+    meta = sj["metadata"]
+    submitter = (meta.get("annotations") or {}).get(c.ANNOTATION_SUBMITTER)
+    return submitter or c.namespace_user(meta["namespace"])

@@ -1,0 +1,435 @@
+"""The admission queue: between QUEUED and INITIALIZING, one loop decides who starts.
+
+It is a kopf timer on the cluster-scoped ServerlessQueue ``default``, so it runs in the
+active replica only (kopf stops timers while peering pauses a replica), once a second.
+Each tick works from the cluster's own records alone:
+
+- every ServerlessJob, through a kopf index of small records (``job_record``);
+- the finished jobs' usage ledger in the ServerlessQueue's status (durable);
+- the nodes' allocatable CPU and memory, unless the capacity is configured.
+
+An admission is written to the job's status (``admittedAt``) with a resourceVersion
+precondition before anything is started, so a job is admitted once even across crashes
+and replica hand-overs; ``reconcile_job`` then starts it like any other job.
+
+Usage: a job's run seconds (start to completion) are added to its user's decayed total in
+the ledger when it finishes, then the job is marked ``accounted``; the ledger also keeps the
+last accounted job UIDs so a tick repeated after a crash between the two writes does not
+count a job twice. Running jobs add their elapsed seconds on top, live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lightkube import codecs
+from lightkube.generic_resource import create_global_resource
+from lightkube.resources.core_v1 import Node
+
+from .. import constants as c
+from ..constants import JobPhase, QueueReason
+from ..kube import ApiError, ServerlessJob
+from . import jobspec, queueing
+from .conditions import now_iso
+from .context import Context, get_context
+
+log = logging.getLogger(__name__)
+
+ServerlessQueue = create_global_resource(c.GROUP, c.VERSION, c.QUEUE_KIND, c.QUEUE_PLURAL)
+
+ACCOUNTED_UIDS_KEPT = 2000
+MAX_STATUS_PATCHES_PER_TICK = 200
+NODE_CAPACITY_TTL = 30.0
+_TERMINAL = {p.value for p in c.TERMINAL_JOB_PHASES}
+
+
+def _epoch(value: str | None) -> float | None:
+    if not value:
+        return None
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _iso(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """What the queue needs of one ServerlessJob (kept small: 10,000 of them live in memory)."""
+
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    user: str
+    phase: str | None
+    reason: str | None
+    admitted: bool
+    priority: int
+    submitted: float
+    cpu: int
+    memory: int
+    start: float | None
+    end: float | None
+    accounted: bool
+    position: int | None
+    message: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def record_of(body: dict[str, Any]) -> JobRecord:
+    meta, spec = body["metadata"], body.get("spec") or {}
+    status = body.get("status") or {}
+    requests = status.get("requests") or {}
+    try:
+        cpu = queueing.cpu_millis(requests.get("cpu", 0))
+        memory = queueing.memory_bytes(requests.get("memory", 0))
+    except ValueError:
+        cpu = memory = 0
+    submitted = (meta.get("annotations") or {}).get("serverless.qiskit.org/submitted-at")
+    try:
+        submitted_at = float(submitted) if submitted else None
+    except ValueError:
+        submitted_at = None
+    return JobRecord(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        resource_version=meta.get("resourceVersion", ""),
+        user=status.get("user") or jobspec.job_user(body),
+        phase=status.get("phase"),
+        reason=status.get("reason"),
+        admitted=bool(status.get("admittedAt")),
+        priority=int(spec.get("priority") or 0),
+        submitted=submitted_at or _epoch(meta.get("creationTimestamp")) or 0.0,
+        cpu=cpu,
+        memory=memory,
+        start=_epoch(status.get("startTime")),
+        end=_epoch(status.get("completionTime")),
+        accounted=bool(status.get("accounted")),
+        position=status.get("queuePosition"),
+        message=status.get("message"),
+    )
+
+
+@dataclass
+class _Memory:
+    """This process's own recent writes, until the index shows them (never the only copy)."""
+
+    admitted: dict[str, float]
+    status: dict[str, Any] | None = None
+    nodes: tuple[float, int, int] | None = None  # (fetched at, cpu millis, memory bytes)
+
+
+_memory = _Memory(admitted={})
+# The tick and job finalizers both write the ledger; one writer at a time in this process
+# (only the active replica runs either).
+_ledger_lock = asyncio.Lock()
+
+
+async def account_deleted(body: dict[str, Any]) -> None:
+    """A job deleted before its usage was counted (finalizer): count it now."""
+    rec = record_of(body)
+    if rec.accounted or not rec.admitted or not rec.start:
+        return
+    ctx = get_context()
+    async with _ledger_lock:
+        queue = await ctx.kube.get(ServerlessQueue, c.QUEUE_NAME, None)
+        status = dict((queue or {}).get("status") or {})
+        mine = _memory.status
+        if mine and (mine.get("updatedAt") or "") > (status.get("updatedAt") or ""):
+            status = {**status, **mine}
+        await _account(ctx, [rec], status, time.time())
+
+
+async def ensure_queue(ctx: Context) -> None:
+    """Create the ServerlessQueue ``default`` if it is missing (its timer is the loop)."""
+    body = {
+        "apiVersion": c.API_VERSION,
+        "kind": c.QUEUE_KIND,
+        "metadata": {"name": c.QUEUE_NAME, "labels": {c.LABEL_MANAGED_BY: c.MANAGER}},
+        "spec": {},
+    }
+    try:
+        await ctx.kube.client.create(codecs.from_dict(body))
+    except ApiError as exc:
+        if exc.status.code != 409:
+            raise
+
+
+async def _capacity(ctx: Context) -> tuple[int | None, int | None]:
+    cfg = ctx.config
+    cpu = queueing.cpu_millis(cfg.capacity_cpu) if cfg.capacity_cpu else None
+    memory = queueing.memory_bytes(cfg.capacity_memory) if cfg.capacity_memory else None
+    if cpu is not None and memory is not None:
+        return cpu, memory
+    now = time.monotonic()
+    if _memory.nodes is None or now - _memory.nodes[0] > NODE_CAPACITY_TTL:
+        total_cpu = total_memory = 0
+        async for node in ctx.kube.client.list(Node):
+            if node.spec and node.spec.unschedulable:
+                continue
+            ready = any(
+                cond.type == "Ready" and cond.status == "True"
+                for cond in (node.status.conditions or [])
+            )
+            if not ready:
+                continue
+            allocatable = node.status.allocatable or {}
+            total_cpu += queueing.cpu_millis(allocatable.get("cpu", 0))
+            total_memory += queueing.memory_bytes(allocatable.get("memory", 0))
+        _memory.nodes = (now, total_cpu, total_memory)
+    return (
+        cpu if cpu is not None else _memory.nodes[1],
+        memory if memory is not None else _memory.nodes[2],
+    )
+
+
+def _ledger_usage(ledger: dict[str, Any], now: float, half_life: float) -> dict[str, float]:
+    usage: dict[str, float] = {}
+    for user, entry in ledger.items():
+        at = _epoch(entry.get("at")) or now
+        usage[user] = queueing.decayed(float(entry.get("seconds", 0.0)), now - at, half_life)
+    return usage
+
+
+async def _account(
+    ctx: Context, finished: list[JobRecord], status: dict[str, Any], now: float
+) -> dict[str, Any]:
+    """Add finished jobs' run seconds to the ledger (durably), then mark the jobs."""
+    half_life = ctx.config.usage_half_life_seconds
+    ledger = dict(status.get("ledger") or {})
+    seen = list(status.get("accountedJobs") or [])
+    seen_set = set(seen)
+    usage = _ledger_usage(ledger, now, half_life)
+    added = False
+    for rec in finished:
+        if rec.uid in seen_set:
+            continue
+        seconds = max(0.0, (rec.end or now) - (rec.start or now))
+        usage[rec.user] = usage.get(rec.user, 0.0) + seconds
+        ledger[rec.user] = None  # replaced below
+        seen.append(rec.uid)
+        seen_set.add(rec.uid)
+        added = True
+    if added:
+        ledger = {
+            user: {"seconds": round(value, 3), "at": _iso(now)}
+            for user, value in usage.items()
+            if value >= 0.001
+        }
+        seen = seen[-ACCOUNTED_UIDS_KEPT:]
+        status = {**status, "ledger": ledger, "accountedJobs": seen, "updatedAt": _iso(now)}
+        await ctx.kube.patch_status(ServerlessQueue, c.QUEUE_NAME, None, _ledger_patch(status))
+        _memory.status = status
+    for rec in finished:
+        try:
+            await ctx.kube.patch_status(ServerlessJob, rec.name, rec.namespace, {"accounted": True})
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+    return status
+
+
+def _ledger_patch(status: dict[str, Any]) -> dict[str, Any]:
+    # A merge patch merges maps: users no longer in the ledger must be removed explicitly.
+    return {
+        "ledger": status.get("ledger") or {},
+        "accountedJobs": status.get("accountedJobs") or [],
+        "updatedAt": status.get("updatedAt"),
+    }
+
+
+async def _patch_job(ctx: Context, rec: JobRecord, changes: dict[str, Any]) -> bool:
+    """A status patch conditional on the record being current; False if it was not."""
+    try:
+        await ctx.kube.patch_status(
+            ServerlessJob, rec.name, rec.namespace, changes, resource_version=rec.resource_version
+        )
+        return True
+    except ApiError as exc:
+        if exc.status.code in (404, 409):
+            return False
+        raise
+
+
+async def tick(queue: dict[str, Any], records: list[JobRecord]) -> None:
+    ctx = get_context()
+    cfg = ctx.config
+    now = time.time()
+    status = dict(queue.get("status") or {})
+    mine = _memory.status
+    if mine and (mine.get("updatedAt") or "") > (status.get("updatedAt") or ""):
+        status = {**status, **mine}  # the watch has not brought our own last write back yet
+
+    finished = [
+        r for r in records if r.phase in _TERMINAL and r.admitted and r.start and not r.accounted
+    ]
+    if finished:
+        async with _ledger_lock:
+            status = await _account(ctx, finished, status, now)
+
+    for key, at in list(_memory.admitted.items()):
+        if now - at > 60:
+            del _memory.admitted[key]
+    admitted_keys = set(_memory.admitted)
+    running_records = [
+        r for r in records if (r.admitted or r.key in admitted_keys) and r.phase not in _TERMINAL
+    ]
+    waiting_records = {
+        r.key: r
+        for r in records
+        if r.phase == JobPhase.QUEUED
+        and r.reason == QueueReason.PENDING
+        and not r.admitted
+        and r.key not in admitted_keys
+    }
+    for rec in records:
+        if rec.admitted:
+            _memory.admitted.pop(rec.key, None)
+
+    usage = _ledger_usage(status.get("ledger") or {}, now, cfg.usage_half_life_seconds)
+    for r in running_records:
+        if r.start:
+            usage[r.user] = usage.get(r.user, 0.0) + max(0.0, now - r.start)
+
+    cpu, memory = await _capacity(ctx)
+    limits = queueing.Limits(
+        per_user=cfg.max_running_per_user,
+        per_namespace=cfg.max_running_per_namespace,
+        cpu_millis=cpu,
+        memory_bytes=memory,
+    )
+    plan = queueing.plan(
+        [
+            queueing.Waiting(r.key, r.namespace, r.user, r.priority, r.submitted, r.cpu, r.memory)
+            for r in waiting_records.values()
+        ],
+        [queueing.Running(r.namespace, r.user, r.cpu, r.memory) for r in running_records],
+        usage,
+        limits,
+    )
+
+    started = []
+    for key in plan.admit:
+        rec = waiting_records[key]
+        ok = await _patch_job(
+            ctx,
+            rec,
+            {
+                "reason": QueueReason.ADMITTED.value,
+                "message": "admitted; starting",
+                # Milliseconds: admissions within one second keep their order.
+                "admittedAt": datetime.datetime.now(datetime.UTC)
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z"),
+                "queuePosition": None,
+                "user": rec.user,
+            },
+        )
+        if ok:
+            _memory.admitted[key] = now
+            started.append(rec)
+            log.info("admitted job %s (user %s)", key, rec.user)
+    for key, why in plan.impossible.items():
+        rec = waiting_records[key]
+        await _patch_job(
+            ctx,
+            rec,
+            {
+                "phase": JobPhase.ERROR.value,
+                "reason": "Unschedulable",
+                "message": why,
+                "completionTime": now_iso(),
+                "queuePosition": None,
+            },
+        )
+
+    budget = MAX_STATUS_PATCHES_PER_TICK
+    for key, (position, message) in sorted(plan.waiting.items(), key=lambda kv: kv[1][0]):
+        if budget <= 0:
+            break
+        rec = waiting_records[key]
+        shown: int | None = position
+        if position > cfg.queue_positions_shown:
+            shown = None
+            message = message.rsplit("; position", 1)[0] + (
+                f"; position over {cfg.queue_positions_shown}"
+            )
+        if rec.position == shown and rec.message == message:
+            continue
+        budget -= 1
+        await _patch_job(ctx, rec, {"queuePosition": shown, "message": message})
+
+    if started:
+        from .jobs import reconcile_job  # jobs imports nothing from here; avoid a cycle
+
+        await asyncio.gather(
+            *(reconcile_job(r.namespace, r.name) for r in started), return_exceptions=True
+        )
+
+    still_waiting = [r for r in waiting_records.values() if r.key in plan.waiting]
+    await _write_summary(ctx, queue, [*running_records, *started], still_waiting, usage, limits)
+
+
+def _user_entry(users: dict[str, dict[str, Any]], user: str) -> dict[str, Any]:
+    return users.setdefault(user, {"user": user, "usageSeconds": 0.0, "running": 0, "waiting": 0})
+
+
+async def _write_summary(
+    ctx: Context,
+    queue: dict[str, Any],
+    running: list[JobRecord],
+    waiting: list[JobRecord],
+    usage: dict[str, float],
+    limits: queueing.Limits,
+) -> None:
+    """The ServerlessQueue's status: what `kubectl get sq` and `-o yaml` show."""
+    cfg = ctx.config
+    users: dict[str, dict[str, Any]] = {}
+    for user, seconds in usage.items():
+        if seconds >= 0.05:
+            _user_entry(users, user)["usageSeconds"] = round(seconds, 1)
+    for rec in running:
+        _user_entry(users, rec.user)["running"] += 1
+    for rec in waiting:
+        _user_entry(users, rec.user)["waiting"] += 1
+    ordered = sorted(users.values(), key=lambda u: (u["usageSeconds"], u["running"], u["user"]))
+    cpu_used = sum(r.cpu for r in running)
+    memory_used = sum(r.memory for r in running)
+    fmt_cpu, fmt_memory = queueing.format_cpu, queueing.format_memory
+    summary: dict[str, Any] = {
+        "running": len(running),
+        "waiting": len(waiting),
+        "cpu": f"{fmt_cpu(cpu_used)}/"
+        + (fmt_cpu(limits.cpu_millis) if limits.cpu_millis is not None else "-"),
+        "memory": f"{fmt_memory(memory_used)}/"
+        + (fmt_memory(limits.memory_bytes) if limits.memory_bytes is not None else "-"),
+        "userCount": len(ordered),
+        "limits": {
+            key: value
+            for key, value in {
+                "perUser": cfg.max_running_per_user,
+                "perNamespace": cfg.max_running_per_namespace,
+                "cpu": fmt_cpu(limits.cpu_millis) if limits.cpu_millis is not None else None,
+                "memory": fmt_memory(limits.memory_bytes)
+                if limits.memory_bytes is not None
+                else None,
+                "usageHalfLifeSeconds": cfg.usage_half_life_seconds,
+            }.items()
+            if value is not None
+        },
+        "users": ordered[:100],
+    }
+    current = queue.get("status") or {}
+    if all(current.get(key) == value for key, value in summary.items()):
+        return
+    await ctx.kube.patch_status(ServerlessQueue, c.QUEUE_NAME, None, summary)

@@ -1,0 +1,114 @@
+"""Admission decisions (controller/queueing.py): fair share, limits, capacity, messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from qiskit_serverless_operator.controller.queueing import (
+    Limits,
+    Running,
+    Waiting,
+    cpu_millis,
+    decayed,
+    memory_bytes,
+    plan,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def job(key: str, user: str, at: float, ns: str = "ns", priority: int = 0, cpu: int = 500):
+    return Waiting(f"{ns}/{key}", ns, user, priority, at, cpu, 2**30)
+
+
+@pytest.mark.parametrize(
+    ("text", "millis"), [("500m", 500), ("2", 2000), ("0.25", 250), (1, 1000), ("1.5", 1500)]
+)
+def test_cpu_quantities(text, millis) -> None:
+    assert cpu_millis(text) == millis
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1Gi", 2**30), ("512Mi", 2**29), ("1G", 10**9), ("1000", 1000), ("1e3", 1000), (64, 64)],
+)
+def test_memory_quantities(text, size) -> None:
+    assert memory_bytes(text) == size
+
+
+@pytest.mark.parametrize("bad", ["lots", "1.2.3", "-1", "5X"])
+def test_bad_quantities_are_refused(bad) -> None:
+    with pytest.raises(ValueError):
+        cpu_millis(bad)
+    with pytest.raises(ValueError):
+        memory_bytes(bad)
+
+
+def test_usage_halves_every_half_life() -> None:
+    assert decayed(100.0, 3600, 3600) == pytest.approx(50.0)
+    assert decayed(100.0, 7200, 3600) == pytest.approx(25.0)
+    assert decayed(100.0, 0, 3600) == 100.0
+
+
+def test_user_limit_holds_and_says_why() -> None:
+    waiting = [job(f"a{i}", "alice", i) for i in range(6)]
+    result = plan(waiting, [], {}, Limits(per_user=2))
+    assert result.admit == ["ns/a0", "ns/a1"]
+    assert result.waiting["ns/a2"] == (1, "waiting: user limit 2/2 running; position 1")
+    assert result.waiting["ns/a5"][0] == 4
+
+
+def test_a_lighter_user_goes_before_a_heavier_users_older_job() -> None:
+    """The must-show story: alice runs 2 (her limit) and waits with 4; bob submits later.
+    When a slot frees (namespace limit), bob's job goes first: alice has used more."""
+    running = [Running("ns", "alice", 500, 2**30)]
+    waiting = [job(f"a{i}", "alice", i) for i in range(2, 6)] + [job("b0", "bob", 100)]
+    result = plan(waiting, running, {"alice": 40.0}, Limits(per_user=2, per_namespace=2))
+    assert result.admit == ["ns/b0"]
+    assert result.waiting["ns/a2"][1] == "waiting: namespace limit 2/2 running; position 1"
+
+
+def test_equal_usage_alternates_users_instead_of_filling_with_one() -> None:
+    waiting = [job(f"a{i}", "alice", i) for i in range(4)] + [job("b0", "bob", 10)]
+    result = plan(waiting, [], {}, Limits(cpu_millis=1500))
+    assert result.admit == ["ns/a0", "ns/b0", "ns/a1"]
+    assert result.waiting["ns/a2"][1].startswith("waiting: cluster capacity: cpu 1500m/1500m")
+
+
+def test_priority_orders_a_users_own_jobs_then_submission_time() -> None:
+    waiting = [job("low", "alice", 1), job("high", "alice", 2, priority=5), job("old", "alice", 0)]
+    result = plan(waiting, [], {}, Limits(per_user=1))
+    assert result.admit == ["ns/high"]
+    assert [k for k, _ in sorted(result.waiting.items(), key=lambda kv: kv[1][0])] == [
+        "ns/old",
+        "ns/low",
+    ]
+
+
+def test_a_user_at_the_limit_does_not_block_others() -> None:
+    running = [Running("ns", "alice", 500, 2**30)]
+    waiting = [job("a1", "alice", 0), job("b1", "bob", 5)]
+    result = plan(waiting, running, {}, Limits(per_user=1))
+    assert result.admit == ["ns/b1"]
+
+
+def test_namespace_limit_is_per_namespace() -> None:
+    running = [Running("team1", "alice", 500, 2**30)]
+    waiting = [job("x", "bob", 0, ns="team1"), job("y", "bob", 1, ns="team2")]
+    result = plan(waiting, running, {}, Limits(per_namespace=1))
+    assert result.admit == ["team2/y"]
+    assert "namespace limit 1/1" in result.waiting["team1/x"][1]
+
+
+def test_a_job_bigger_than_the_capacity_fails_fast() -> None:
+    waiting = [job("huge", "alice", 0, cpu=64_000), job("ok", "alice", 1)]
+    result = plan(waiting, [], {}, Limits(cpu_millis=2000, memory_bytes=8 * 2**30))
+    assert result.admit == ["ns/ok"]
+    assert "could never start" in result.impossible["ns/huge"]
+    assert "ns/huge" not in result.waiting
+
+
+def test_no_limits_admits_everything() -> None:
+    waiting = [job(f"j{i}", f"u{i % 3}", i) for i in range(50)]
+    result = plan(waiting, [], {}, Limits())
+    assert len(result.admit) == 50 and not result.waiting
