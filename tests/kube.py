@@ -7,6 +7,7 @@ must not pass because nothing ran.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -173,6 +174,7 @@ class OperatorProcess:
         log_path: Path,
         priority: int = 1000,
         ports: tuple[int, int, int] = (8000, 8080, 9090),
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.cluster = cluster
         self.log_path = log_path
@@ -183,6 +185,7 @@ class OperatorProcess:
             "QSO_FINISHED_POD_TTL_SECONDS": "120",
             "QSO_PEERING_PRIORITY": str(priority),
             "QSO_PEERING_LIFETIME_SECONDS": "10",
+            **(extra_env or {}),
         }
         self.liveness = f"http://127.0.0.1:{ports[1]}/healthz"
 
@@ -274,3 +277,20 @@ def new_service_account_client(
     cfg.ssl_ca_cert = api_client.configuration.ssl_ca_cert
     cfg.api_key = {"authorization": f"Bearer {token}"}
     return client.ApiClient(cfg)
+
+
+@contextlib.contextmanager
+def operator_with(cluster: dict[str, Any], name: str, **env: str) -> Iterator[OperatorProcess]:
+    """An operator with its own settings (e.g. queue limits) in place of the session's one,
+    which is paused meanwhile and started again afterwards."""
+    paused = [proc for proc in SESSION_OPERATOR if proc.running]
+    for proc in paused:
+        proc.stop()
+    proc = OperatorProcess(cluster, Path(cluster["logs"]) / f"operator-{name}.log", extra_env=env)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        for other in paused:
+            other.start()

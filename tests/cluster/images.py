@@ -297,6 +297,22 @@ def push(paths: config.Paths, image: Image) -> None:
     )
 
 
+def _in_registry(crane: Path, ref: str) -> bool:
+    return (
+        subprocess.run([str(crane), "digest", ref, "--insecure"], capture_output=True).returncode
+        == 0
+    )
+
+
+def _crane_append(crane: Path, base: Image, layers: list[Path], image: Image) -> None:
+    """Push ``base`` + ``layers`` as ``image`` (registry to registry, no daemon)."""
+    say(f"pushing {image.ref}")
+    argv: list[str | Path] = [crane, "append", "--base", base.ref]
+    for layer in layers:
+        argv += ["--new_layer", layer]
+    _run([*argv, "--new_tag", image.ref, "--insecure"], capture_output=True)
+
+
 def builder_image(paths: config.Paths, runtime: Image, crane: Path) -> Image:
     """The function builder: the runtime base image plus ``crane`` (images/builder/).
 
@@ -304,11 +320,7 @@ def builder_image(paths: config.Paths, runtime: Image, crane: Path) -> Image:
     """
     tag = _file_digest(runtime.tag.encode(), crane.read_bytes())
     image = Image("builder", tag, paths.cache / "images" / f"builder-{tag}")
-    insecure = ["--insecure"]
-    if (
-        subprocess.run([str(crane), "digest", image.ref, *insecure], capture_output=True).returncode
-        == 0
-    ):
+    if _in_registry(crane, image.ref):
         return image
     work = paths.cache / "images" / f"builder-{tag}.work"
     shutil.rmtree(work, ignore_errors=True)
@@ -320,21 +332,7 @@ def builder_image(paths: config.Paths, runtime: Image, crane: Path) -> Image:
         info.mode = 0o755
         with crane.open("rb") as handle:
             tar.addfile(info, handle)
-    say(f"pushing {image.ref}")
-    _run(
-        [
-            crane,
-            "append",
-            "--base",
-            runtime.ref,
-            "--new_layer",
-            layer,
-            "--new_tag",
-            image.ref,
-            *insecure,
-        ],
-        capture_output=True,
-    )
+    _crane_append(crane, runtime, [layer], image)
     shutil.rmtree(work)
     return image
 
@@ -441,11 +439,7 @@ def operator_image(paths: config.Paths, runtime: Image, crane: Path) -> Image:
         *(p.relative_to(package_root).as_posix().encode() + p.read_bytes() for p in files),
     )
     image = Image("operator", tag, paths.cache / "images" / f"operator-{tag}")
-    insecure = ["--insecure"]
-    if (
-        subprocess.run([str(crane), "digest", image.ref, *insecure], capture_output=True).returncode
-        == 0
-    ):
+    if _in_registry(crane, image.ref):
         return image
     work = paths.cache / "images" / f"operator-{tag}.work"
     shutil.rmtree(work, ignore_errors=True)
@@ -461,22 +455,6 @@ def operator_image(paths: config.Paths, runtime: Image, crane: Path) -> Image:
             package_root / "qiskit_serverless_operator",
             f"{_RUNTIME_SITE_PACKAGES}/qiskit_serverless_operator",
         )
-    say(f"pushing {image.ref}")
-    _run(
-        [
-            crane,
-            "append",
-            "--base",
-            runtime.ref,
-            "--new_layer",
-            deps,
-            "--new_layer",
-            package_layer,
-            "--new_tag",
-            image.ref,
-            *insecure,
-        ],
-        capture_output=True,
-    )
+    _crane_append(crane, runtime, [deps, package_layer], image)
     shutil.rmtree(work)
     return image

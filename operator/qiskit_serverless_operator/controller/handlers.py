@@ -51,7 +51,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Restart a watch that has been silent this long (a stuck connection looks like that).
     settings.watching.inactivity_timeout = 600
     settings.networking.request_timeout = 30
-    settings.batching.worker_limit = 20
+    # Enough workers that a burst of new jobs does not delay the events of running ones (the
+    # admission queue's index is updated by these workers).
+    settings.batching.worker_limit = 200
     settings.execution.max_workers = 8
     await scheduler.ensure_queue(get_context())
     metrics.serve(cfg.metrics_port, cfg.metrics_bind)

@@ -207,7 +207,7 @@ async def _write_status(ctx: Context, sj: dict[str, Any], changes: dict[str, Any
     except ApiError as exc:
         if exc.status.code in (404, 409):
             # Gone, or someone wrote first: the next trigger reconciles from the new state.
-            raise kopf.TemporaryError(f"status write raced ({exc.status.code})", delay=1) from exc
+            raise kopf.TemporaryError(f"status write raced ({exc.status.code})", delay=0.2) from exc
         raise
     if old.get("phase") != new["phase"]:
         metrics.transition(sj, new["phase"])

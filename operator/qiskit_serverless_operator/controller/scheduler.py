@@ -24,7 +24,7 @@ import asyncio
 import datetime
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube import codecs
@@ -43,7 +43,10 @@ log = logging.getLogger(__name__)
 ServerlessQueue = create_global_resource(c.GROUP, c.VERSION, c.QUEUE_KIND, c.QUEUE_PLURAL)
 
 ACCOUNTED_UIDS_KEPT = 2000
-MAX_STATUS_PATCHES_PER_TICK = 200
+MAX_STATUS_PATCHES_PER_TICK = 50
+# A waiting job's position is rewritten at most this often while its reason stays the same:
+# every admission moves every position, and each rewrite is an API write and a watch event.
+POSITION_REFRESH_SECONDS = 10.0
 NODE_CAPACITY_TTL = 30.0
 _TERMINAL = {p.value for p in c.TERMINAL_JOB_PHASES}
 
@@ -125,6 +128,7 @@ class _Memory:
     """This process's own recent writes, until the index shows them (never the only copy)."""
 
     admitted: dict[str, float]
+    positions: dict[str, float] = field(default_factory=dict)
     status: dict[str, Any] | None = None
     nodes: tuple[float, int, int] | None = None  # (fetched at, cpu millis, memory bytes)
 
@@ -161,6 +165,11 @@ async def ensure_queue(ctx: Context) -> None:
     try:
         await ctx.kube.client.create(codecs.from_dict(body))
     except ApiError as exc:
+        if exc.status.code == 404:
+            raise RuntimeError(
+                f"the {c.QUEUE_KIND} CRD is not installed: apply crds/ "
+                "(kubectl apply --server-side -k crds) or the install in manifests/"
+            ) from exc
         if exc.status.code != 409:
             raise
 
@@ -295,6 +304,7 @@ async def tick(queue: dict[str, Any], records: list[JobRecord]) -> None:
     for rec in records:
         if rec.admitted:
             _memory.admitted.pop(rec.key, None)
+            _memory.positions.pop(rec.key, None)
 
     usage = _ledger_usage(status.get("ledger") or {}, now, cfg.usage_half_life_seconds)
     for r in running_records:
@@ -366,8 +376,15 @@ async def tick(queue: dict[str, Any], records: list[JobRecord]) -> None:
             )
         if rec.position == shown and rec.message == message:
             continue
+        same_reason = (rec.message or "").rsplit("; position", 1)[0] == message.rsplit(
+            "; position", 1
+        )[0]
+        last = _memory.positions.get(key, 0.0)
+        if same_reason and rec.position is not None and now - last < POSITION_REFRESH_SECONDS:
+            continue  # only the number moved: refresh it now and then, not every tick
         budget -= 1
-        await _patch_job(ctx, rec, {"queuePosition": shown, "message": message})
+        if await _patch_job(ctx, rec, {"queuePosition": shown, "message": message}):
+            _memory.positions[key] = now
 
     if started:
         from .jobs import reconcile_job  # jobs imports nothing from here; avoid a cycle

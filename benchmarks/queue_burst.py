@@ -1,0 +1,420 @@
+"""The admission queue under load, on the local cluster, printed as tables.
+
+    .venv/bin/python -m tests.cluster up
+    .venv/bin/python benchmarks/queue_burst.py [--jobs 500] [--idle-jobs 10000]
+
+1. Burst: N ServerlessJobs of a tiny program submitted at once (threads, like many users).
+   Reported: submit -> admitted and submit -> RUNNING percentiles (as a client watching
+   the jobs sees them), throughput, the operator's CPU seconds and peak RSS; next to the
+   reference, N bare pods of the same image and requests created on the same cluster
+   (submit -> Running; no operator, no admission). All N jobs must end DONE.
+2. Idle: M ServerlessJobs present at once, most QUEUED (one runs at a time: a per-user
+   limit of 1), and the operator's RSS once it has seen every one of them.
+
+The benchmark runs its own operator process (highest peering priority, so it is the one
+acting; the others pause) and measures it from /proc. Everything lives in namespaces it
+deletes at the end. Ratios, not absolute times, are what compare across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from qiskit_serverless_operator import constants as c  # noqa: E402
+from tests.kube import OperatorProcess  # noqa: E402
+
+PROGRAM = "from qiskit_serverless import save_result\nsave_result({'ok': True})\n"
+REQUESTS = {"cpu": "250m", "memory": "256Mi"}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class ProcWatch:
+    """CPU seconds and peak RSS of one process, from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.cpu0 = self.cpu()
+
+    def cpu(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def status(self, key: str) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024  # MiB
+        return 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def new_namespace(core: client.CoreV1Api, stem: str) -> str:
+    name = f"bench-{stem}-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    return name
+
+
+def job_body(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.JOB_KIND,
+        "metadata": {"name": name},
+        "spec": {"function": "tiny", "resources": {"requests": REQUESTS}, **spec},
+    }
+
+
+def make_function(custom: client.CustomObjectsApi, namespace: str) -> None:
+    custom.create_namespaced_custom_object(
+        c.GROUP,
+        c.VERSION,
+        namespace,
+        c.FUNCTION_PLURAL,
+        {
+            "apiVersion": c.API_VERSION,
+            "kind": c.FUNCTION_KIND,
+            "metadata": {"name": "tiny"},
+            "spec": {
+                "title": "tiny",
+                "entrypoint": "main.py",
+                "source": {"files": {"main.py": PROGRAM}},
+            },
+        },
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        body = custom.get_namespaced_custom_object(
+            c.GROUP, c.VERSION, namespace, c.FUNCTION_PLURAL, "tiny"
+        )
+        if (body.get("status") or {}).get("phase") == "Ready":
+            return
+        time.sleep(0.5)
+    raise TimeoutError("function tiny did not become Ready")
+
+
+def burst_jobs(api_client: client.ApiClient, count: int, op: ProcWatch) -> dict[str, Any]:
+    core = client.CoreV1Api(api_client)
+    custom = client.CustomObjectsApi(api_client)
+    namespace = new_namespace(core, "burst")
+    make_function(custom, namespace)
+    submitted: dict[str, float] = {}
+    admitted: dict[str, float] = {}
+    running: dict[str, float] = {}
+    finished: dict[str, tuple[float, str]] = {}
+    done = threading.Event()
+    rss_peak = [op.status("VmRSS")]
+
+    def observe() -> None:
+        w = watch.Watch()
+        while not done.is_set():
+            for event in w.stream(
+                custom.list_namespaced_custom_object,
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                c.JOB_PLURAL,
+                timeout_seconds=30,
+            ):
+                now = time.time()
+                obj = event["object"]
+                name, status = obj["metadata"]["name"], obj.get("status") or {}
+                if status.get("admittedAt"):
+                    admitted.setdefault(name, now)
+                if status.get("phase") in ("RUNNING", "DONE", "ERROR"):
+                    running.setdefault(name, now)
+                if status.get("phase") in ("DONE", "ERROR", "CANCELED"):
+                    finished.setdefault(name, (now, status["phase"]))
+                rss_peak[0] = max(rss_peak[0], op.status("VmRSS"))
+                if len(finished) >= count:
+                    done.set()
+                    return
+
+    watcher = threading.Thread(target=observe, daemon=True)
+    watcher.start()
+    time.sleep(1)
+    cpu0 = op.cpu()
+    started = time.time()
+
+    def submit(i: int) -> None:
+        name = f"job-{i:05d}"
+        submitted[name] = time.time()
+        custom.create_namespaced_custom_object(
+            c.GROUP, c.VERSION, namespace, c.JOB_PLURAL, job_body(name)
+        )
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(submit, range(count)))
+    submit_seconds = time.time() - started
+    done.wait(timeout=count * 10 + 600)
+    elapsed = max((t for t, _ in finished.values()), default=time.time()) - started
+    result = {
+        "namespace": namespace,
+        "submit_seconds": submit_seconds,
+        "admit": [admitted[n] - submitted[n] for n in admitted if n in submitted],
+        "running": [running[n] - submitted[n] for n in running if n in submitted],
+        "elapsed": elapsed,
+        "done": sum(1 for _, phase in finished.values() if phase == "DONE"),
+        "finished": len(finished),
+        "cpu": op.cpu() - cpu0,
+        "rss_peak": max(rss_peak[0], op.status("VmHWM")),
+    }
+    return result
+
+
+def burst_pods(api_client: client.ApiClient, count: int, image: str) -> dict[str, Any]:
+    core = client.CoreV1Api(api_client)
+    namespace = new_namespace(core, "pods")
+    submitted: dict[str, float] = {}
+    running: dict[str, float] = {}
+    finished: dict[str, float] = {}
+    done = threading.Event()
+
+    def observe() -> None:
+        w = watch.Watch()
+        while not done.is_set():
+            for event in w.stream(core.list_namespaced_pod, namespace, timeout_seconds=30):
+                now = time.time()
+                pod = event["object"]
+                name, phase = pod.metadata.name, pod.status.phase
+                if phase in ("Running", "Succeeded", "Failed"):
+                    running.setdefault(name, now)
+                if phase in ("Succeeded", "Failed") and name not in finished:
+                    finished[name] = now
+                    # Like the jobs' TTL: finished pods do not hold the node's pod slots.
+                    threading.Thread(
+                        target=core.delete_namespaced_pod, args=(name, namespace), daemon=True
+                    ).start()
+                if len(finished) >= count:
+                    done.set()
+                    return
+
+    watcher = threading.Thread(target=observe, daemon=True)
+    watcher.start()
+    time.sleep(1)
+    started = time.time()
+
+    def submit(i: int) -> None:
+        name = f"pod-{i:05d}"
+        submitted[name] = time.time()
+        core.create_namespaced_pod(
+            namespace,
+            client.V1Pod(
+                metadata=client.V1ObjectMeta(name=name),
+                spec=client.V1PodSpec(
+                    restart_policy="Never",
+                    automount_service_account_token=False,
+                    containers=[
+                        client.V1Container(
+                            name="main",
+                            image=image,
+                            command=["python3", "-c", "import qiskit_serverless"],
+                            resources=client.V1ResourceRequirements(requests=REQUESTS),
+                        )
+                    ],
+                ),
+            ),
+        )
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(submit, range(count)))
+    submit_seconds = time.time() - started
+    done.wait(timeout=count * 10 + 600)
+    elapsed = max(finished.values(), default=time.time()) - started
+    return {
+        "namespace": namespace,
+        "submit_seconds": submit_seconds,
+        "running": [running[n] - submitted[n] for n in running if n in submitted],
+        "elapsed": elapsed,
+        "finished": len(finished),
+    }
+
+
+def idle_jobs(api_client: client.ApiClient, count: int, op: ProcWatch) -> dict[str, Any]:
+    core = client.CoreV1Api(api_client)
+    custom = client.CustomObjectsApi(api_client)
+    namespace = new_namespace(core, "idle")
+    make_function(custom, namespace)
+    rss_before = op.status("VmRSS")
+    started = time.time()
+
+    def submit(i: int) -> None:
+        custom.create_namespaced_custom_object(
+            c.GROUP, c.VERSION, namespace, c.JOB_PLURAL, job_body(f"idle-{i:05d}")
+        )
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(submit, range(count)))
+    submit_seconds = time.time() - started
+    # Settled: every job has a status from the operator (QUEUED and waiting, or further).
+    deadline = time.time() + 1800
+    seen = 0
+    while time.time() < deadline:
+        items = custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.JOB_PLURAL)[
+            "items"
+        ]
+        seen = sum(1 for item in items if (item.get("status") or {}).get("phase"))
+        queued = sum(1 for item in items if (item.get("status") or {}).get("phase") == "QUEUED")
+        if seen >= count:
+            break
+        time.sleep(5)
+    time.sleep(10)  # a few scheduler ticks over the full queue
+    return {
+        "namespace": namespace,
+        "count": count,
+        "queued": queued,
+        "submit_seconds": submit_seconds,
+        "settle_seconds": time.time() - started - 10,
+        "rss_before": rss_before,
+        "rss": op.status("VmRSS"),
+        "rss_peak": op.status("VmHWM"),
+    }
+
+
+def remove_namespace(api_client: client.ApiClient, namespace: str, operator_running: bool) -> None:
+    """Delete a benchmark namespace; without an operator, drop the jobs' finalizers first."""
+    core = client.CoreV1Api(api_client)
+    custom = client.CustomObjectsApi(api_client)
+    if not operator_running:
+        items = custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.JOB_PLURAL)
+
+        def strip(item: dict[str, Any]) -> None:
+            custom.patch_namespaced_custom_object(
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                c.JOB_PLURAL,
+                item["metadata"]["name"],
+                {"metadata": {"finalizers": None}},
+            )
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(strip, items["items"]))
+    core.delete_namespace(namespace)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--idle-jobs", type=int, default=10_000)
+    args = parser.parse_args()
+    info = json.loads(Path("/var/lib/qso-cluster/cluster.json").read_text())
+    config.load_kube_config(info["kubeconfig"])
+    api_client = client.ApiClient()
+    logs = Path(info["logs"])
+
+    namespaces: list[str] = []
+    operator = OperatorProcess(
+        info,
+        logs / "operator-benchmark.log",
+        priority=10_000_000,
+        extra_env={"QSO_FINISHED_POD_TTL_SECONDS": "5"},
+    )
+    operator.start()
+    assert operator.proc is not None
+    try:
+        op = ProcWatch(operator.proc.pid)
+        jobs = burst_jobs(api_client, args.jobs, op)
+        namespaces.append(jobs["namespace"])
+        pods = burst_pods(api_client, args.jobs, info["images"]["runtime"])
+        namespaces.append(pods["namespace"])
+    finally:
+        for ns in namespaces:
+            remove_namespace(api_client, ns, operator_running=True)
+        operator.stop()
+
+    idle_op = OperatorProcess(
+        info,
+        logs / "operator-benchmark-idle.log",
+        priority=10_000_000,
+        extra_env={"QSO_MAX_RUNNING_PER_USER": "1", "QSO_FINISHED_POD_TTL_SECONDS": "5"},
+    )
+    idle_op.start()
+    assert idle_op.proc is not None
+    idle: dict[str, Any] = {}
+    try:
+        if args.idle_jobs:
+            idle = idle_jobs(api_client, args.idle_jobs, ProcWatch(idle_op.proc.pid))
+    finally:
+        idle_op.stop()
+        if idle:
+            remove_namespace(api_client, idle["namespace"], operator_running=False)
+
+    def pct(values: list[float]) -> str:
+        return " / ".join(f"{percentile(values, q):.1f}" for q in (50, 90, 99))
+
+    n = args.jobs
+    print()
+    print(f"Burst of {n} on one node ({os.cpu_count()} CPUs), requests {REQUESTS}")
+    print(f"{'measure':<34} {'ServerlessJobs':>18} {'bare pods (ref.)':>18} {'ratio':>7}")
+    print("-" * 80)
+    table = [
+        (
+            "submit: all created (s)",
+            f"{jobs['submit_seconds']:.1f}",
+            f"{pods['submit_seconds']:.1f}",
+            jobs["submit_seconds"] / max(pods["submit_seconds"], 1e-9),
+        ),
+        ("submit -> admitted p50/p90/p99 (s)", pct(jobs["admit"]), "-", None),
+        (
+            "submit -> RUNNING p50/p90/p99 (s)",
+            pct(jobs["running"]),
+            pct(pods["running"]),
+            percentile(jobs["running"], 50) / max(percentile(pods["running"], 50), 1e-9),
+        ),
+        (
+            "all finished (s)",
+            f"{jobs['elapsed']:.1f}",
+            f"{pods['elapsed']:.1f}",
+            jobs["elapsed"] / max(pods["elapsed"], 1e-9),
+        ),
+        (
+            "throughput (per minute)",
+            f"{60 * jobs['finished'] / jobs['elapsed']:.1f}",
+            f"{60 * pods['finished'] / pods['elapsed']:.1f}",
+            (jobs["finished"] / jobs["elapsed"]) / max(pods["finished"] / pods["elapsed"], 1e-9),
+        ),
+        (
+            "DONE / finished / submitted",
+            f"{jobs['done']}/{jobs['finished']}/{n}",
+            f"-/{pods['finished']}/{n}",
+            None,
+        ),
+        ("operator CPU (s)", f"{jobs['cpu']:.1f}", "-", None),
+        ("operator peak RSS (MiB)", f"{jobs['rss_peak']:.0f}", "-", None),
+    ]
+    for label, a, b, ratio in table:
+        print(f"{label:<34} {a:>18} {b:>18} {'' if ratio is None else f'{ratio:.2f}':>7}")
+    if idle:
+        print()
+        print(f"{idle['count']} ServerlessJobs present ({idle['queued']} QUEUED)")
+        print(f"{'measure':<34} {'value':>18}")
+        print("-" * 53)
+        print(f"{'created in (s)':<34} {idle['submit_seconds']:>18.1f}")
+        print(f"{'all seen by the operator in (s)':<34} {idle['settle_seconds']:>18.1f}")
+        print(f"{'operator RSS before (MiB)':<34} {idle['rss_before']:>18.0f}")
+        print(f"{'operator RSS with them (MiB)':<34} {idle['rss']:>18.0f}")
+        print(f"{'operator peak RSS (MiB)':<34} {idle['rss_peak']:>18.0f}")
+    lost = n - jobs["finished"]
+    return 0 if lost == 0 and jobs["done"] == n else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
