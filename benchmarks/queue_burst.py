@@ -67,9 +67,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+CREATED: list[str] = []  # every namespace made, so a failed run still cleans up
+
+
 def new_namespace(core: client.CoreV1Api, stem: str) -> str:
     name = f"bench-{stem}-{uuid.uuid4().hex[:6]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    CREATED.append(name)
     return name
 
 
@@ -99,7 +103,7 @@ def make_function(custom: client.CustomObjectsApi, namespace: str) -> None:
             },
         },
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         body = custom.get_namespaced_custom_object(
             c.GROUP, c.VERSION, namespace, c.FUNCTION_PLURAL, "tiny"
@@ -289,7 +293,8 @@ def idle_jobs(api_client: client.ApiClient, count: int, op: ProcWatch) -> dict[s
 
 
 def remove_namespace(api_client: client.ApiClient, namespace: str, operator_running: bool) -> None:
-    """Delete a benchmark namespace; without an operator, drop the jobs' finalizers first."""
+    """Delete a benchmark namespace and wait until it is gone (with the operator running, its
+    finalizers do the cleanup; without one, the jobs' finalizers are dropped first)."""
     core = client.CoreV1Api(api_client)
     custom = client.CustomObjectsApi(api_client)
     if not operator_running:
@@ -308,6 +313,16 @@ def remove_namespace(api_client: client.ApiClient, namespace: str, operator_runn
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(strip, items["items"]))
     core.delete_namespace(namespace)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespace(namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        time.sleep(2)
+    print(f"namespace {namespace} is still terminating", file=sys.stderr)
 
 
 def main() -> int:
@@ -320,47 +335,52 @@ def main() -> int:
     api_client = client.ApiClient()
     logs = Path(info["logs"])
 
-    namespaces: list[str] = []
-    operator = OperatorProcess(
-        info,
-        logs / "operator-benchmark.log",
-        priority=10_000_000,
-        extra_env={"QSO_FINISHED_POD_TTL_SECONDS": "5"},
-    )
-    operator.start()
-    assert operator.proc is not None
-    try:
-        op = ProcWatch(operator.proc.pid)
-        jobs = burst_jobs(api_client, args.jobs, op)
-        namespaces.append(jobs["namespace"])
-        pods = burst_pods(api_client, args.jobs, info["images"]["runtime"])
-        namespaces.append(pods["namespace"])
-    finally:
-        for ns in namespaces:
-            remove_namespace(api_client, ns, operator_running=True)
-        operator.stop()
+    if args.jobs:
+        operator = OperatorProcess(
+            info,
+            logs / "operator-benchmark.log",
+            priority=10_000_000,
+            extra_env={"QSO_FINISHED_POD_TTL_SECONDS": "5"},
+        )
+        operator.start()
+        assert operator.proc is not None
+        try:
+            op = ProcWatch(operator.proc.pid)
+            jobs = burst_jobs(api_client, args.jobs, op)
+            pods = burst_pods(api_client, args.jobs, info["images"]["runtime"])
+        finally:
+            while CREATED:
+                remove_namespace(api_client, CREATED.pop(), operator_running=True)
+            operator.stop()
+        print_burst(args.jobs, jobs, pods)
 
-    idle_op = OperatorProcess(
-        info,
-        logs / "operator-benchmark-idle.log",
-        priority=10_000_000,
-        extra_env={"QSO_MAX_RUNNING_PER_USER": "1", "QSO_FINISHED_POD_TTL_SECONDS": "5"},
-    )
-    idle_op.start()
-    assert idle_op.proc is not None
     idle: dict[str, Any] = {}
-    try:
-        if args.idle_jobs:
+    if args.idle_jobs:
+        idle_op = OperatorProcess(
+            info,
+            logs / "operator-benchmark-idle.log",
+            priority=10_000_000,
+            extra_env={"QSO_MAX_RUNNING_PER_USER": "1", "QSO_FINISHED_POD_TTL_SECONDS": "5"},
+        )
+        idle_op.start()
+        assert idle_op.proc is not None
+        try:
             idle = idle_jobs(api_client, args.idle_jobs, ProcWatch(idle_op.proc.pid))
-    finally:
-        idle_op.stop()
-        if idle:
-            remove_namespace(api_client, idle["namespace"], operator_running=False)
+        finally:
+            idle_op.stop()
+            while CREATED:
+                remove_namespace(api_client, CREATED.pop(), operator_running=False)
+        print_idle(idle)
+    if args.jobs:
+        return 0 if jobs["finished"] == args.jobs and jobs["done"] == args.jobs else 1
+    return 0
 
-    def pct(values: list[float]) -> str:
-        return " / ".join(f"{percentile(values, q):.1f}" for q in (50, 90, 99))
 
-    n = args.jobs
+def pct(values: list[float]) -> str:
+    return " / ".join(f"{percentile(values, q):.1f}" for q in (50, 90, 99))
+
+
+def print_burst(n: int, jobs: dict[str, Any], pods: dict[str, Any]) -> None:
     print()
     print(f"Burst of {n} on one node ({os.cpu_count()} CPUs), requests {REQUESTS}")
     print(f"{'measure':<34} {'ServerlessJobs':>18} {'bare pods (ref.)':>18} {'ratio':>7}")
@@ -402,6 +422,10 @@ def main() -> int:
     ]
     for label, a, b, ratio in table:
         print(f"{label:<34} {a:>18} {b:>18} {'' if ratio is None else f'{ratio:.2f}':>7}")
+    sys.stdout.flush()
+
+
+def print_idle(idle: dict[str, Any]) -> None:
     if idle:
         print()
         print(f"{idle['count']} ServerlessJobs present ({idle['queued']} QUEUED)")
@@ -412,8 +436,7 @@ def main() -> int:
         print(f"{'operator RSS before (MiB)':<34} {idle['rss_before']:>18.0f}")
         print(f"{'operator RSS with them (MiB)':<34} {idle['rss']:>18.0f}")
         print(f"{'operator peak RSS (MiB)':<34} {idle['rss_peak']:>18.0f}")
-    lost = n - jobs["finished"]
-    return 0 if lost == 0 and jobs["done"] == n else 1
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"qiskit-serverless-operator: {exc}", file=sys.stderr)
         return 2
+    from . import memory
     from .controller import handlers  # noqa: F401  (registers the handlers with kopf)
+
+    memory.limit_arenas()
 
     asyncio.run(
         kopf.operator(

@@ -32,6 +32,7 @@ from lightkube.generic_resource import create_global_resource
 from lightkube.resources.core_v1 import Node
 
 from .. import constants as c
+from .. import memory
 from ..constants import JobPhase, QueueReason
 from ..kube import ApiError, ServerlessJob
 from . import jobspec, queueing
@@ -130,6 +131,7 @@ class _Memory:
     admitted: dict[str, float]
     positions: dict[str, float] = field(default_factory=dict)
     status: dict[str, Any] | None = None
+    safety_net_at: float = 0.0
     nodes: tuple[float, int, int] | None = None  # (fetched at, cpu millis, memory bytes)
 
 
@@ -225,7 +227,6 @@ async def _account(
             continue
         seconds = max(0.0, (rec.end or now) - (rec.start or now))
         usage[rec.user] = usage.get(rec.user, 0.0) + seconds
-        ledger[rec.user] = None  # replaced below
         seen.append(rec.uid)
         seen_set.add(rec.uid)
         added = True
@@ -450,3 +451,32 @@ async def _write_summary(
     if all(current.get(key) == value for key, value in summary.items()):
         return
     await ctx.kube.patch_status(ServerlessQueue, c.QUEUE_NAME, None, summary)
+
+
+SAFETY_NET_SECONDS = 30.0
+SAFETY_NET_CONCURRENCY = 10
+
+
+async def safety_net(records: list[JobRecord]) -> None:
+    """A missed watch event must not leave a job stuck: every 30 s, look again at each job
+    that is starting or running (from the index, so nothing per job is kept in memory)."""
+    now = time.monotonic()
+    if now - _memory.safety_net_at < SAFETY_NET_SECONDS:
+        return
+    _memory.safety_net_at = now
+    memory.release()  # same cadence: hand back what a burst of events left behind
+    active = [r for r in records if r.phase in (JobPhase.INITIALIZING, JobPhase.RUNNING)]
+    if not active:
+        return
+    from .jobs import reconcile_job  # jobs imports this module
+
+    limit = asyncio.Semaphore(SAFETY_NET_CONCURRENCY)
+
+    async def look(rec: JobRecord) -> None:
+        async with limit:
+            try:
+                await reconcile_job(rec.namespace, rec.name)
+            except Exception as exc:  # the job's own handlers report and retry
+                log.debug("safety net: %s: %s", rec.key, exc)
+
+    await asyncio.gather(*(look(r) for r in active))

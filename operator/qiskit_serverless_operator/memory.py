@@ -1,0 +1,44 @@
+"""Keep the operator's resident memory close to what it uses (glibc only; no-ops elsewhere).
+
+A burst of thousands of new jobs makes kopf hold thousands of parsed bodies for a moment;
+once they are processed, CPython frees them, but glibc keeps the freed heap pages mapped,
+so the RSS stays at the peak. Returning them (malloc_trim) every half minute, and fewer
+malloc arenas for the few threads kopf uses, keep the steady RSS of an operator with 10,000
+jobs well under its limit (benchmarks/queue_burst.py measures it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+log = logging.getLogger(__name__)
+
+_M_ARENA_MAX = -8
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+
+
+_LIBC = _libc()
+
+
+def limit_arenas(count: int = 2) -> None:
+    """Call before threads start: each thread's arena is another heap that never shrinks."""
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_ARENA_MAX, count)
+
+
+def release() -> None:
+    """Give freed heap pages back to the operating system."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
