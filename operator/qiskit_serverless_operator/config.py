@@ -30,16 +30,6 @@ def _optional_int(env: dict[str, str], name: str) -> int | None:
     return value
 
 
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
-
-
 def _quantity(env: dict[str, str], name: str, kind: str) -> str | None:
     raw = env.get(name)
     if not raw:
@@ -121,7 +111,6 @@ class OperatorConfig:
     capacity_memory: str | None = None
     # Fair share: a user's past job-seconds count half after this long.
     usage_half_life_seconds: int = 3600
-    scheduler_interval_seconds: float = 1.0
     # Waiting jobs whose status shows an exact queue position (the rest: "position N+").
     queue_positions_shown: int = 100
 
@@ -183,6 +172,5 @@ class OperatorConfig:
             capacity_cpu=_quantity(env, "QSO_CAPACITY_CPU", "cpu"),
             capacity_memory=_quantity(env, "QSO_CAPACITY_MEMORY", "memory"),
             usage_half_life_seconds=_int(env, "QSO_USAGE_HALF_LIFE_SECONDS", 3600),
-            scheduler_interval_seconds=_float(env, "QSO_SCHEDULER_INTERVAL_SECONDS", 1.0),
             queue_positions_shown=_int(env, "QSO_QUEUE_POSITIONS_SHOWN", 100),
         )

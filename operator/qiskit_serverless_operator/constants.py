@@ -69,6 +69,9 @@ FINALIZER = f"{GROUP}/cleanup"
 # ValidatingAdmissionPolicy (manifests/base/admission-policy.yaml) rejects any other value,
 # so it cannot be forged. Jobs without it count as the namespace's shared user.
 ANNOTATION_SUBMITTER = f"{GROUP}/submitter"
+# When the SDK submitted a job, with sub-second resolution (creationTimestamp has 1 s): it
+# orders jobs() and, within one second, the admission queue.
+ANNOTATION_SUBMITTED_AT = f"{GROUP}/submitted-at"
 # Kueue's contract: a job with this label is admitted by Kueue, not by the operator's queue.
 LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 

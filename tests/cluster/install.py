@@ -47,27 +47,40 @@ def _env_file(values: dict[str, str]) -> str:
     return "".join(f"{key}={value}\n" for key, value in values.items())
 
 
-def write_local_overlay(info: dict[str, Any], overlay: Path = OVERLAY) -> None:
-    generated = overlay / "generated"
-    generated.mkdir(parents=True, exist_ok=True)
+S3_KEYS = ("QSO_S3_ACCESS_KEY", "QSO_S3_SECRET_KEY")
+
+
+def site_settings(info: dict[str, Any]) -> dict[str, str]:
+    """The local cluster's site settings for the operator, wherever it runs: its S3, its
+    registry, the images `up` built, and the machine's own package index (build pods reach
+    the index the machine does)."""
     s3 = info["s3"]
-    settings = {
-        "QSO_OPERATOR_IMAGE": info["images"]["operator"],
-        "QSO_RUNTIME_IMAGE": info["images"]["runtime"],
-        "QSO_BUILDER_IMAGE": info["images"]["builder"],
+    return {
         "QSO_S3_ENDPOINT": s3["endpoint"],
         "QSO_S3_BUCKET": s3["bucket"],
+        "QSO_S3_ACCESS_KEY": s3["access_key"],
+        "QSO_S3_SECRET_KEY": s3["secret_key"],
+        "QSO_RUNTIME_IMAGE": info["images"]["runtime"],
+        "QSO_BUILDER_IMAGE": info["images"]["builder"],
         "QSO_REGISTRY": info["registry"],
         "QSO_REGISTRY_INSECURE": "true",
-        "QSO_PIP_CA_BUNDLE": POD_CA_PATH,
         "QSO_PIP_INDEX_URL": os.environ.get("PIP_INDEX_URL", ""),
         "QSO_PIP_EXTRA_INDEX_URL": os.environ.get("PIP_EXTRA_INDEX_URL", ""),
     }
+
+
+def write_local_overlay(info: dict[str, Any], overlay: Path = OVERLAY) -> None:
+    generated = overlay / "generated"
+    generated.mkdir(parents=True, exist_ok=True)
+    site = site_settings(info)
+    settings = {
+        "QSO_OPERATOR_IMAGE": info["images"]["operator"],
+        **{key: value for key, value in site.items() if key not in S3_KEYS},
+        "QSO_PIP_CA_BUNDLE": POD_CA_PATH,
+    }
     (generated / "settings.env").write_text(_env_file(settings))
     secret = generated / "s3.env"
-    secret.write_text(
-        _env_file({"QSO_S3_ACCESS_KEY": s3["access_key"], "QSO_S3_SECRET_KEY": s3["secret_key"]})
-    )
+    secret.write_text(_env_file({key: site[key] for key in S3_KEYS}))
     secret.chmod(0o600)
     shutil.copyfile(machine_ca_bundle(), generated / "pip-ca.crt")
 

@@ -9,7 +9,6 @@ cluster's S3, registry and runtime-image settings.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import urllib.request
@@ -17,7 +16,7 @@ from typing import Any
 
 from . import config, procs
 from .config import Paths
-from .install import machine_ca_bundle
+from .install import machine_ca_bundle, site_settings
 
 NAME = "operator"
 LIVENESS = "http://127.0.0.1:8080/healthz"
@@ -27,27 +26,15 @@ def operator_env(
     info: dict[str, Any], gateway_port: int = 8000, metrics_port: int = 9090
 ) -> dict[str, str]:
     """The operator's settings for the local cluster (the tests use the same ones)."""
-    s3 = info["s3"]
     return {
         "KUBECONFIG": info["kubeconfig"],
-        "QSO_S3_ENDPOINT": s3["endpoint"],
-        "QSO_S3_BUCKET": s3["bucket"],
-        "QSO_S3_ACCESS_KEY": s3["access_key"],
-        "QSO_S3_SECRET_KEY": s3["secret_key"],
-        "QSO_RUNTIME_IMAGE": info["images"]["runtime"],
+        **site_settings(info),
         "QSO_GATEWAY_URL": f"http://{info['node_ip']}:{gateway_port}",
         "QSO_GATEWAY_PORT": str(gateway_port),
         "QSO_GATEWAY_BIND": info["node_ip"],
         "QSO_METRICS_BIND": "127.0.0.1",
         "QSO_METRICS_PORT": str(metrics_port),
-        # Image builds: the local registry, and the machine's own pip settings and CA
-        # bundle so build pods reach the same package index the machine does.
-        "QSO_REGISTRY": info["registry"],
-        "QSO_REGISTRY_INSECURE": "true",
-        "QSO_BUILDER_IMAGE": info["images"]["builder"],
         "QSO_PIP_CA_BUNDLE": str(machine_ca_bundle()),
-        "QSO_PIP_INDEX_URL": os.environ.get("PIP_INDEX_URL", ""),
-        "QSO_PIP_EXTRA_INDEX_URL": os.environ.get("PIP_EXTRA_INDEX_URL", ""),
     }
 
 

@@ -36,7 +36,7 @@ from qiskit_serverless.serializers.program_serializers import QiskitObjectsEncod
 from .. import constants as c
 
 NO_LOGS = "No logs yet."
-SUBMITTED_AT = f"{c.GROUP}/submitted-at"
+SUBMITTED_AT = c.ANNOTATION_SUBMITTED_AT
 STOPPED = "Job has been stopped."
 # Inline source travels in the QiskitFunction object; larger programs need image builds.
 MAX_INLINE_SOURCE_BYTES = 900 * 1024

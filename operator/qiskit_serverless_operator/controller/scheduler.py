@@ -98,7 +98,7 @@ def record_of(body: dict[str, Any]) -> JobRecord:
         memory = queueing.memory_bytes(requests.get("memory", 0))
     except ValueError:
         cpu = memory = 0
-    submitted = (meta.get("annotations") or {}).get("serverless.qiskit.org/submitted-at")
+    submitted = (meta.get("annotations") or {}).get(c.ANNOTATION_SUBMITTED_AT)
     try:
         submitted_at = float(submitted) if submitted else None
     except ValueError:
@@ -149,11 +149,17 @@ async def account_deleted(body: dict[str, Any]) -> None:
     ctx = get_context()
     async with _ledger_lock:
         queue = await ctx.kube.get(ServerlessQueue, c.QUEUE_NAME, None)
-        status = dict((queue or {}).get("status") or {})
-        mine = _memory.status
-        if mine and (mine.get("updatedAt") or "") > (status.get("updatedAt") or ""):
-            status = {**status, **mine}
-        await _account(ctx, [rec], status, time.time())
+        await _account(ctx, [rec], _latest_status(queue), time.time())
+
+
+def _latest_status(queue: dict[str, Any] | None) -> dict[str, Any]:
+    """The queue's status, with our own last ledger write if the watch has not brought it
+    back yet."""
+    status = dict((queue or {}).get("status") or {})
+    mine = _memory.status
+    if mine and (mine.get("updatedAt") or "") > (status.get("updatedAt") or ""):
+        status = {**status, **mine}
+    return status
 
 
 async def ensure_queue(ctx: Context) -> None:
@@ -217,10 +223,9 @@ async def _account(
 ) -> dict[str, Any]:
     """Add finished jobs' run seconds to the ledger (durably), then mark the jobs."""
     half_life = ctx.config.usage_half_life_seconds
-    ledger = dict(status.get("ledger") or {})
     seen = list(status.get("accountedJobs") or [])
     seen_set = set(seen)
-    usage = _ledger_usage(ledger, now, half_life)
+    usage = _ledger_usage(status.get("ledger") or {}, now, half_life)
     added = False
     for rec in finished:
         if rec.uid in seen_set:
@@ -275,10 +280,7 @@ async def tick(queue: dict[str, Any], records: list[JobRecord]) -> None:
     ctx = get_context()
     cfg = ctx.config
     now = time.time()
-    status = dict(queue.get("status") or {})
-    mine = _memory.status
-    if mine and (mine.get("updatedAt") or "") > (status.get("updatedAt") or ""):
-        status = {**status, **mine}  # the watch has not brought our own last write back yet
+    status = _latest_status(queue)
 
     finished = [
         r for r in records if r.phase in _TERMINAL and r.admitted and r.start and not r.accounted
