@@ -285,3 +285,24 @@ def _batch_job(batch: client.BatchV1Api, namespace: str, name: str):
         if exc.status == 404:
             return None
         raise
+
+
+def test_a_job_bigger_than_the_capacity_fails_fast_with_the_reason(
+    api_client: client.ApiClient, cluster: dict, namespace: str, crds: None
+) -> None:
+    api = custom(api_client)
+    with operator_with(cluster, "capacity", QSO_CAPACITY_CPU="1000m"):
+        make_function(api, namespace, "sleepy", {"main.py": SLEEPY})
+        wait_function_phase(api, namespace, "sleepy", "Ready")
+        make_job(api, namespace, "huge", "sleepy", resources={"requests": {"cpu": "4"}})
+        status = wait_until(
+            lambda: (
+                (s := get_job(api, namespace, "huge").get("status") or {}).get("phase") == "ERROR"
+                and s
+            ),
+            timeout=60,
+            what="the oversized job to end in ERROR",
+        )
+    assert status["reason"] == "Unschedulable"
+    assert "requests cpu 4, more than the cluster's capacity for jobs (1)" in status["message"]
+    assert not client.CoreV1Api(api_client).list_namespaced_pod(namespace).items

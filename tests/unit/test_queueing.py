@@ -112,3 +112,29 @@ def test_no_limits_admits_everything() -> None:
     waiting = [job(f"j{i}", f"u{i % 3}", i) for i in range(50)]
     result = plan(waiting, [], {}, Limits())
     assert len(result.admit) == 50 and not result.waiting
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("QSO_MAX_RUNNING_PER_USER", "0", "must be at least 1"),
+        ("QSO_MAX_RUNNING_PER_NAMESPACE", "two", "must be an integer"),
+        ("QSO_CAPACITY_CPU", "lots", "must be a Kubernetes cpu quantity"),
+        ("QSO_CAPACITY_MEMORY", "8 GB", "must be a Kubernetes memory quantity"),
+    ],
+)
+def test_bad_queue_settings_are_refused_by_name(name, value, says) -> None:
+    from qiskit_serverless_operator.config import ConfigError, OperatorConfig
+
+    env = {
+        "QSO_S3_ENDPOINT": "http://s3",
+        "QSO_S3_BUCKET": "b",
+        "QSO_S3_ACCESS_KEY": "a",
+        "QSO_S3_SECRET_KEY": "s",
+        "QSO_RUNTIME_IMAGE": "r",
+        "QSO_GATEWAY_URL": "http://g",
+        name: value,
+    }
+    with pytest.raises(ConfigError, match=name) as info:
+        OperatorConfig.from_env(env)
+    assert says in str(info.value)
