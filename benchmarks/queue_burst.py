@@ -9,7 +9,10 @@
    reference, N bare pods of the same image and requests created on the same cluster
    (submit -> Running; no operator, no admission). All N jobs must end DONE.
 2. Idle: M ServerlessJobs present at once, most QUEUED (one runs at a time: a per-user
-   limit of 1), and the operator's RSS once it has seen every one of them.
+   limit of 1), and the operator's RSS once it has handled every one of them and is idle
+   again (CPU under a quarter of a core), and its peak. Then a new operator process with
+   all of them present (a rollout or a crash): how long until it handles a new job, and
+   the same two memory figures.
 
 The benchmark runs its own operator process (highest peering priority, so it is the one
 acting; the others pause) and measures it from /proc. Everything lives in namespaces it
@@ -35,6 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from qiskit_serverless_operator import constants as c  # noqa: E402
+from tests.cluster.config import Paths  # noqa: E402
+from tests.cluster.operator_local import apply_api  # noqa: E402
 from tests.kube import OperatorProcess  # noqa: E402
 
 PROGRAM = "from qiskit_serverless import save_result\nsave_result({'ok': True})\n"
@@ -251,6 +256,23 @@ def burst_pods(api_client: client.ApiClient, count: int, image: str) -> dict[str
     }
 
 
+def wait_idle(op: ProcWatch, timeout: float = 900.0) -> float:
+    """Seconds until the operator's CPU stays under a quarter of a core for 10 s: it has
+    worked through every event (the admission tick over 10,000 jobs costs less than that)."""
+    started = time.time()
+    while time.time() - started < timeout:
+        cpu0 = op.cpu()
+        time.sleep(10)
+        if (op.cpu() - cpu0) / 10 < 0.25:
+            break
+    return time.time() - started
+
+
+def job_phase(custom: client.CustomObjectsApi, namespace: str, name: str) -> str | None:
+    body = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.JOB_PLURAL, name)
+    return (body.get("status") or {}).get("phase")
+
+
 def idle_jobs(api_client: client.ApiClient, count: int, op: ProcWatch) -> dict[str, Any]:
     core = client.CoreV1Api(api_client)
     custom = client.CustomObjectsApi(api_client)
@@ -267,26 +289,65 @@ def idle_jobs(api_client: client.ApiClient, count: int, op: ProcWatch) -> dict[s
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(submit, range(count)))
     submit_seconds = time.time() - started
-    # Settled: every job has a status from the operator (QUEUED and waiting, or further).
+    # Seen: every job has a status from the operator (QUEUED and waiting, or further).
     deadline = time.time() + 1800
-    seen = 0
+    seen = queued = 0
     while time.time() < deadline:
         items = custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.JOB_PLURAL)[
             "items"
         ]
         seen = sum(1 for item in items if (item.get("status") or {}).get("phase"))
         queued = sum(1 for item in items if (item.get("status") or {}).get("phase") == "QUEUED")
+        del items
         if seen >= count:
             break
         time.sleep(5)
-    time.sleep(10)  # a few scheduler ticks over the full queue
+    seen_seconds = time.time() - started
+    settle_seconds = wait_idle(op)
     return {
         "namespace": namespace,
         "count": count,
+        "seen": seen,
         "queued": queued,
         "submit_seconds": submit_seconds,
-        "settle_seconds": time.time() - started - 10,
+        "seen_seconds": seen_seconds,
+        "settle_seconds": settle_seconds,
         "rss_before": rss_before,
+        "rss": op.status("VmRSS"),
+        "rss_peak": op.status("VmHWM"),
+    }
+
+
+def restart_with_jobs(
+    api_client: client.ApiClient, namespace: str, operator: OperatorProcess
+) -> dict[str, Any]:
+    """A new operator process while all the jobs are present (a rollout, a crash): how long
+    until it handles a new job, and its memory once it has gone through all of them."""
+    custom = client.CustomObjectsApi(api_client)
+    started = time.time()
+    operator.start()
+    assert operator.proc is not None
+    op = ProcWatch(operator.proc.pid)
+    # A job whose function does not exist: it ends in ERROR as soon as the operator handles
+    # anything at all (kopf handles nothing before its index of every job is complete).
+    custom.create_namespaced_custom_object(
+        c.GROUP,
+        c.VERSION,
+        namespace,
+        c.JOB_PLURAL,
+        {**job_body("sentinel"), "spec": {"function": "missing"}},
+    )
+    deadline = time.time() + 900
+    handled = None
+    while time.time() < deadline:
+        if job_phase(custom, namespace, "sentinel") == "ERROR":
+            handled = time.time() - started
+            break
+        time.sleep(1)
+    wait_idle(op)
+    return {
+        "handled_seconds": handled,
+        "settle_seconds": time.time() - started,
         "rss": op.status("VmRSS"),
         "rss_peak": op.status("VmHWM"),
     }
@@ -334,6 +395,7 @@ def main() -> int:
     config.load_kube_config(info["kubeconfig"])
     api_client = client.ApiClient()
     logs = Path(info["logs"])
+    apply_api(Paths.from_env())  # a fresh cluster has no CRDs until a test or install ran
 
     if args.jobs:
         operator = OperatorProcess(
@@ -355,22 +417,30 @@ def main() -> int:
         print_burst(args.jobs, jobs, pods)
 
     idle: dict[str, Any] = {}
+    restart: dict[str, Any] = {}
     if args.idle_jobs:
+        settings = {"QSO_MAX_RUNNING_PER_USER": "1", "QSO_FINISHED_POD_TTL_SECONDS": "5"}
         idle_op = OperatorProcess(
-            info,
-            logs / "operator-benchmark-idle.log",
-            priority=10_000_000,
-            extra_env={"QSO_MAX_RUNNING_PER_USER": "1", "QSO_FINISHED_POD_TTL_SECONDS": "5"},
+            info, logs / "operator-benchmark-idle.log", priority=10_000_000, extra_env=settings
+        )
+        restarted = OperatorProcess(
+            info, logs / "operator-benchmark-restart.log", priority=10_000_000, extra_env=settings
         )
         idle_op.start()
         assert idle_op.proc is not None
         try:
             idle = idle_jobs(api_client, args.idle_jobs, ProcWatch(idle_op.proc.pid))
+            idle_op.stop()
+            restart = restart_with_jobs(api_client, idle["namespace"], restarted)
         finally:
             idle_op.stop()
+            restarted.stop()
             while CREATED:
                 remove_namespace(api_client, CREATED.pop(), operator_running=False)
-        print_idle(idle)
+        print_idle(idle, restart)
+        if restart.get("handled_seconds") is None:
+            print("the restarted operator handled nothing within 15 minutes", file=sys.stderr)
+            return 1
     if args.jobs:
         return 0 if jobs["finished"] == args.jobs and jobs["done"] == args.jobs else 1
     return 0
@@ -425,17 +495,30 @@ def print_burst(n: int, jobs: dict[str, Any], pods: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def print_idle(idle: dict[str, Any]) -> None:
+def print_idle(idle: dict[str, Any], restart: dict[str, Any]) -> None:
     if idle:
         print()
         print(f"{idle['count']} ServerlessJobs present ({idle['queued']} QUEUED)")
-        print(f"{'measure':<34} {'value':>18}")
+        print(f"{'measure':<42} {'value':>10}")
         print("-" * 53)
-        print(f"{'created in (s)':<34} {idle['submit_seconds']:>18.1f}")
-        print(f"{'all seen by the operator in (s)':<34} {idle['settle_seconds']:>18.1f}")
-        print(f"{'operator RSS before (MiB)':<34} {idle['rss_before']:>18.0f}")
-        print(f"{'operator RSS with them (MiB)':<34} {idle['rss']:>18.0f}")
-        print(f"{'operator peak RSS (MiB)':<34} {idle['rss_peak']:>18.0f}")
+        rows = [
+            ("created in (s)", idle["submit_seconds"]),
+            ("all have a status after (s)", idle["seen_seconds"]),
+            ("operator idle again after (s)", idle["seen_seconds"] + idle["settle_seconds"]),
+            ("operator RSS before (MiB)", idle["rss_before"]),
+            ("operator RSS with them, idle (MiB)", idle["rss"]),
+            ("operator peak RSS (MiB)", idle["rss_peak"]),
+        ]
+        if restart:
+            handled = restart["handled_seconds"]
+            rows += [
+                ("restart: a new job handled after (s)", handled if handled else float("nan")),
+                ("restart: idle again after (s)", restart["settle_seconds"]),
+                ("restart: RSS, idle (MiB)", restart["rss"]),
+                ("restart: peak RSS (MiB)", restart["rss_peak"]),
+            ]
+        for label, value in rows:
+            print(f"{label:<42} {value:>10.1f}")
     sys.stdout.flush()
 
 

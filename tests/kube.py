@@ -24,7 +24,7 @@ import pytest
 from kubernetes import client, config
 
 from tests.cluster.config import Paths
-from tests.cluster.operator_local import operator_env
+from tests.cluster.operator_local import apply_api, operator_env
 
 
 def cluster_info() -> dict[str, Any]:
@@ -140,29 +140,8 @@ def kubectl(
 
 @pytest.fixture(scope="session")
 def crds(cluster: dict[str, Any]) -> None:
-    """The project's CRDs, applied from crds/ (their single source) and Established."""
-    kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-k", str(REPO_ROOT / "crds"))
-    kubectl(
-        cluster,
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/serverlessjobs.serverless.qiskit.org",
-        "crd/qiskitfunctions.serverless.qiskit.org",
-        "crd/clusterkopfpeerings.kopf.dev",
-        "crd/serverlessqueues.serverless.qiskit.org",
-    )
-    # The object kopf peering elects the active replica through, and the policy that makes
-    # a job's submitter unforgeable (both part of the API, like the CRDs).
-    for manifest in ("kopf-peering.yaml", "admission-policy.yaml"):
-        kubectl(
-            cluster,
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            str(REPO_ROOT / "manifests" / "base" / manifest),
-        )
+    """The project's API (CRDs, peering object, admission policy), applied and Established."""
+    apply_api(Paths.from_env())
 
 
 class OperatorProcess:

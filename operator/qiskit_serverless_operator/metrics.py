@@ -1,14 +1,15 @@
 """Prometheus metrics: jobs by phase, and how long jobs take to reach each phase.
 
-The by-phase gauge is computed at scrape time from what the operator last saw of each
-job (rebuilt from the cluster on every start by the resume handlers), not counted up
-and down, so a crash cannot skew it.
+The by-phase gauge is computed at scrape time from the admission queue's record of every
+job (kept from the cluster's events and listings), not counted up and down, so a crash
+cannot skew it and nothing more is kept per job.
 """
 
 from __future__ import annotations
 
 import datetime
 from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import Counter as PromCounter
@@ -18,7 +19,7 @@ from prometheus_client.registry import REGISTRY, Collector
 
 from .constants import JobPhase
 
-_phases: dict[str, str] = {}
+_phases: Callable[[], Iterable[str | None]] = tuple
 
 TRANSITIONS = PromCounter(
     "qso_job_transitions_total", "ServerlessJob phase transitions written", ["phase"]
@@ -34,23 +35,13 @@ LATENCY = Histogram(
 class _PhaseCollector(Collector):
     def collect(self):  # type: ignore[override]
         gauge = GaugeMetricFamily("qso_jobs", "ServerlessJobs by phase", labels=["phase"])
-        counts = Counter(_phases.values())
+        counts = Counter(_phases())
         for phase in JobPhase:
             gauge.add_metric([phase.value], counts.get(phase.value, 0))
         yield gauge
 
 
-def observe_phase(body: dict[str, Any], phase: str | None) -> None:
-    if phase:
-        _phases[body["metadata"]["uid"]] = phase
-
-
-def forget(body: dict[str, Any]) -> None:
-    _phases.pop(body["metadata"]["uid"], None)
-
-
 def transition(body: dict[str, Any], phase: str) -> None:
-    observe_phase(body, phase)
     TRANSITIONS.labels(phase).inc()
     created = body["metadata"].get("creationTimestamp")
     if created:
@@ -62,8 +53,10 @@ def transition(body: dict[str, Any], phase: str) -> None:
 _started = False
 
 
-def serve(port: int, addr: str = "0.0.0.0") -> None:
-    global _started
+def serve(port: int, addr: str, phases: Callable[[], Iterable[str | None]]) -> None:
+    """Serve /metrics; ``phases`` gives every job's current phase at scrape time."""
+    global _started, _phases
+    _phases = phases
     if _started:
         return
     REGISTRY.register(_PhaseCollector())

@@ -47,8 +47,10 @@ def _kubectl(paths: Paths, *args: str) -> None:
     )
 
 
-def start(paths: Paths) -> None:
-    info = json.loads(paths.info.read_text())
+def apply_api(paths: Paths) -> None:
+    """What the operator serves, before any operator runs: the CRDs (from crds/, their single
+    source), Established; the object kopf peering elects the active replica through; and the
+    policy that makes a job's submitter unforgeable."""
     _kubectl(
         paths, "apply", "--server-side", "--force-conflicts", "-k", str(config.REPO_ROOT / "crds")
     )
@@ -62,6 +64,11 @@ def start(paths: Paths) -> None:
             "-f",
             str(config.REPO_ROOT / "manifests" / "base" / manifest),
         )
+
+
+def start(paths: Paths) -> None:
+    info = json.loads(paths.info.read_text())
+    apply_api(paths)
     env = operator_env(info)
     procs.start(
         paths,

@@ -1,14 +1,18 @@
-"""Crash safety: SIGKILL the operator twice during 20 jobs; nothing lost, nothing doubled."""
+"""Crash safety: SIGKILL the operator twice during 20 jobs; nothing lost, nothing doubled.
+A new operator process with hundreds of jobs already present handles them all."""
 
 from __future__ import annotations
 
 import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from kubernetes import client, watch
 
 from qiskit_serverless_operator import constants as c
+from tests.kube import operator_with, wait_until
 from tests.serverless import custom, get_job, make_function, make_job, wait_job
 
 PROGRAM = """
@@ -107,3 +111,58 @@ def test_metrics_report_jobs_by_phase_and_latencies(
     assert done and float(done[0].split()[-1]) >= 1
     assert 'qso_job_transitions_total{phase="DONE"}' in text
     assert 'qso_job_phase_latency_seconds_count{phase="RUNNING"}' in text
+
+
+# More jobs than any worker limit kopf was ever given here (200): with its index, kopf
+# deadlocked at start-up whenever more objects than that were present (nolar/kopf#1243).
+PRESENT = 300
+
+
+def test_a_new_operator_with_hundreds_of_jobs_present_handles_every_one(
+    api_client: client.ApiClient, cluster: dict[str, Any], namespace: str
+) -> None:
+    api = custom(api_client)
+    with operator_with(cluster, "many-present") as operator:
+        operator.stop()  # the jobs arrive while no operator runs (a rollout, a crash)
+        with ThreadPoolExecutor(16) as pool:
+            list(
+                pool.map(
+                    lambda i: make_job(api, namespace, f"j-{i:03d}", "nowhere"), range(PRESENT)
+                )
+            )
+        operator.start()
+
+        def handled() -> list[dict[str, Any]] | None:
+            items = api.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.JOB_PLURAL)
+            statuses = [item.get("status") or {} for item in items["items"]]
+            return statuses if all(s.get("phase") for s in statuses) else None
+
+        statuses = wait_until(handled, timeout=300, what=f"all {PRESENT} jobs handled", interval=3)
+    # Each one was looked at, and refused for what it is (no such function).
+    assert len(statuses) == PRESENT
+    assert {(s["phase"], s.get("reason")) for s in statuses} == {("ERROR", "FunctionNotFound")}
+
+
+def test_a_job_whose_batch_job_expired_while_no_operator_watched_ends_done(
+    api_client: client.ApiClient, cluster: dict[str, Any], namespace: str
+) -> None:
+    """A finished batch Job is removed after QSO_FINISHED_POD_TTL_SECONDS; an operator that
+    was down (or far behind) then finds no Job, but the saved result says how it ended."""
+    api = custom(api_client)
+    batch = client.BatchV1Api(api_client)
+    program = "from qiskit_serverless import save_result\nsave_result({'ok': True})\n"
+    with operator_with(cluster, "ttl", QSO_FINISHED_POD_TTL_SECONDS="1") as operator:
+        make_function(api, namespace, "quick", {"main.py": program})
+        make_job(api, namespace, "expired", "quick")
+        wait_job(api, namespace, "expired", {"INITIALIZING", "RUNNING"}, timeout=120)
+        operator.kill()
+
+        def job_removed() -> bool:
+            return not batch.list_namespaced_job(namespace).items
+
+        wait_until(job_removed, timeout=180, what="the finished batch Job removed by its TTL")
+        operator.start()
+        status = wait_job(api, namespace, "expired", {"DONE", "ERROR"}, timeout=120)["status"]
+    assert status["phase"] == "DONE", status
+    assert "removed before the operator saw it end" in status["message"]
+    assert status["result"]["size"] > 0

@@ -1,4 +1,4 @@
-"""What every handler shares: configuration, API access, object storage, per-job locks.
+"""What every handler shares: configuration, API access, object storage, per-object locks.
 
 Built once by the startup handler. Nothing here is state the operator would lose
 on a crash: the locks only serialize this process's own concurrent reconciles.
@@ -7,12 +7,17 @@ on a crash: the locks only serialize this process's own concurrent reconciles.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import weakref
 from dataclasses import dataclass, field
 
 from ..config import OperatorConfig
 from ..kube import Kube
 from ..storage import ObjectStore
+
+# Job reconciles (and clean-ups) running at once. kopf runs one worker per object with
+# events, without a limit (a limit deadlocks its index at start-up): 10,000 new jobs would
+# otherwise be 10,000 concurrent API calls and time out in the connection pool.
+JOB_RECONCILES_AT_ONCE = 32
 
 
 @dataclass
@@ -20,7 +25,22 @@ class Context:
     config: OperatorConfig
     kube: Kube
     store: ObjectStore
-    locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    # A lock exists only while a reconcile holds or awaits it (the waiters keep it alive):
+    # a lock per object ever seen would be 10,000 locks for 10,000 queued jobs.
+    _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
+
+    job_slots: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(JOB_RECONCILES_AT_ONCE)
+    )
+
+    def lock(self, key: str) -> asyncio.Lock:
+        """The one lock for ``key`` among this process's running reconciles."""
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
 
 
 _current: Context | None = None

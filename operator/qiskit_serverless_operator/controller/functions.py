@@ -144,7 +144,7 @@ def desired_status(
 
 async def reconcile_function(namespace: str, name: str) -> None:
     ctx = get_context()
-    async with ctx.locks[f"qf/{namespace}/{name}"]:
+    async with ctx.lock(f"qf/{namespace}/{name}"):
         body = await ctx.kube.get(QiskitFunction, name, namespace)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return

@@ -51,15 +51,23 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Restart a watch that has been silent this long (a stuck connection looks like that).
     settings.watching.inactivity_timeout = 600
     settings.networking.request_timeout = 30
-    # Enough workers that a burst of new jobs does not delay the events of running ones (the
-    # admission queue's index is updated by these workers).
+    # At most this many kopf per-object workers: a burst of 10,000 new jobs waits as raw
+    # events in kopf's queues, not as 10,000 running workers (each several times bigger).
+    # Safe only because no kopf index is used (see jobstore: with one, a limit below the
+    # number of objects deadlocks the start-up, nolar/kopf#1243).
     settings.batching.worker_limit = 200
-    # A worker keeps its slot this long after an object's last event (kopf's default is 5 s,
-    # which caps a burst at 40 new jobs a second with 200 workers).
+    # A worker exits this long after its object's last event (kopf's default, 5 s, caps a
+    # burst at 40 new jobs a second with 200 workers).
     settings.batching.idle_timeout = 0.5
+    # List in pages at start-up: 10,000 jobs in one response is one ~100 MB JSON document.
+    settings.watching.chunk_size = 500
     settings.execution.max_workers = 8
     await scheduler.ensure_queue(get_context())
-    metrics.serve(cfg.metrics_port, cfg.metrics_bind)
+    metrics.serve(
+        cfg.metrics_port,
+        cfg.metrics_bind,
+        phases=lambda: [record.phase for record in scheduler.store.all()],
+    )
     memo.gateway = await gateway.start(cfg.gateway_bind, cfg.gateway_port)
     log.info("operator configured: runtime image %s, bucket %s", cfg.runtime_image, cfg.s3.bucket)
 
@@ -80,7 +88,26 @@ def spec_not_yet_seen(body: kopf.Body, **_: Any) -> bool:
     return observed != body.get("metadata", {}).get("generation")
 
 
-@kopf.on.resume(c.GROUP, c.VERSION, c.JOB_PLURAL)
+TERMINAL_PHASES = {phase.value for phase in c.TERMINAL_JOB_PHASES}
+
+
+def worth_a_look_on_resume(body: kopf.Body, **_: Any) -> bool:
+    """After a restart, look again at jobs in flight only: a finished job is final, and one
+    waiting for admission is the queue's to start (it has a record of every job). With
+    10,000 jobs waiting, this is what lets a restarted operator handle a new job at once."""
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    if phase in TERMINAL_PHASES:
+        return False
+    waiting = (
+        phase == c.JobPhase.QUEUED
+        and status.get("reason") == c.QueueReason.PENDING
+        and not status.get("admittedAt")
+    )
+    return not waiting or spec_not_yet_seen(body)
+
+
+@kopf.on.resume(c.GROUP, c.VERSION, c.JOB_PLURAL, when=worth_a_look_on_resume)
 @kopf.on.create(c.GROUP, c.VERSION, c.JOB_PLURAL)
 async def job_changed(name: str, namespace: str, **_: Any) -> None:
     await reconcile_job(namespace, name)
@@ -103,21 +130,25 @@ async def child_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
 # ----------------------------------------------------------------------------- admission
 
 
-@kopf.index(c.GROUP, c.VERSION, c.JOB_PLURAL)
-def job_records(body: kopf.Body, **_: Any) -> scheduler.JobRecord:
-    """Every ServerlessJob as a small record, keyed by (namespace, name): the queue's view."""
-    return scheduler.record_of(body)
+@kopf.on.event(c.GROUP, c.VERSION, c.JOB_PLURAL)
+async def job_record(type: str, body: kopf.Body, **_: Any) -> None:
+    """Every ServerlessJob event updates the queue's record of that job (see jobstore)."""
+    meta = body.get("metadata", {})
+    if type == "DELETED":
+        scheduler.store.gone(f"{meta.get('namespace')}/{meta.get('name')}", meta.get("uid", ""))
+    else:
+        scheduler.store.seen(scheduler.record_of(body))
 
 
 # No per-job timer: kopf keeps the whole body of every object of a kind that has timers or
 # daemons, which with 10,000 jobs is most of the operator's memory. The admission tick runs
-# the safety net over the index instead (scheduler.safety_net).
+# the safety net over the job records instead (scheduler.safety_net).
 @kopf.timer(c.GROUP, c.VERSION, c.QUEUE_PLURAL, interval=1.0, sharp=False)
-async def admission_tick(body: kopf.Body, job_records: kopf.Index, **_: Any) -> None:
+async def admission_tick(body: kopf.Body, **_: Any) -> None:
     """The admission loop: one tick a second, in the active replica only."""
     if body["metadata"]["name"] != c.QUEUE_NAME:
         return
-    records = [record for store in job_records.values() for record in store]
+    records = await scheduler.job_records()
     await scheduler.tick(dict(body), records)
     await scheduler.safety_net(records)
 

@@ -262,10 +262,10 @@ async def _finish(
 
 async def reconcile_job(namespace: str, name: str) -> None:
     ctx = get_context()
-    async with ctx.locks[f"{namespace}/{name}"]:
+    # The slot first, then the job's lock: one order everywhere, so no two wait on each other.
+    async with ctx.job_slots, ctx.lock(f"{namespace}/{name}"):
         sj = await ctx.kube.get(ServerlessJob, name, namespace)
         if sj is None or sj["metadata"].get("deletionTimestamp"):
-            ctx.locks.pop(f"{namespace}/{name}", None)
             return
         await _reconcile_locked(ctx, sj)
 
@@ -274,7 +274,6 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
     meta, spec = sj["metadata"], sj["spec"]
     status = sj.get("status") or {}
     current = status.get("phase")
-    metrics.observe_phase(sj, current)
     if current and JobPhase(current) in c.TERMINAL_JOB_PHASES:
         return
     ns, name = meta["namespace"], meta["name"]
@@ -298,7 +297,18 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
 
     job = await ctx.kube.get(Job, job_name, ns)
     if job is None:
-        if current in (JobPhase.INITIALIZING, JobPhase.RUNNING):
+        active = current in (JobPhase.INITIALIZING, JobPhase.RUNNING)
+        if active and await ctx.store.asize(storage.result_key(ns, meta["uid"])) is not None:
+            # The program saved its result and its batch Job is gone: removed after
+            # finishing (QSO_FINISHED_POD_TTL_SECONDS) before a busy operator saw it end.
+            obs = Observation(
+                JobPhase.DONE,
+                "Succeeded",
+                "the program finished; its batch Job was removed before the operator saw it end",
+            )
+            await _write_status(ctx, sj, await _finish(ctx, sj, obs, None))
+            return
+        if active:
             await _write_status(
                 ctx,
                 sj,
@@ -421,6 +431,11 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
 async def cleanup_job(body: dict[str, Any]) -> None:
     """Finalizer work: stop the pod, drop the Secrets and (per retention) stored objects."""
     ctx = get_context()
+    async with ctx.job_slots:  # deleting a namespace of 10,000 jobs: same bound as reconciles
+        await _cleanup(ctx, body)
+
+
+async def _cleanup(ctx: Context, body: dict[str, Any]) -> None:
     meta = body["metadata"]
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
     # Deleting a job must not erase its user's usage (fair share could be gamed so).
@@ -438,5 +453,3 @@ async def cleanup_job(body: dict[str, Any]) -> None:
     await ctx.kube.delete(Secret, jobspec.arguments_secret_name(name), ns)
     if not ctx.config.retain_objects_on_delete:
         await ctx.store.adelete(storage.result_key(ns, uid), storage.logs_key(ns, uid))
-    metrics.forget(body)
-    ctx.locks.pop(f"{ns}/{name}", None)

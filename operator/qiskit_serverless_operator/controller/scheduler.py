@@ -4,7 +4,7 @@ It is a kopf timer on the cluster-scoped ServerlessQueue ``default``, so it runs
 active replica only (kopf stops timers while peering pauses a replica), once a second.
 Each tick works from the cluster's own records alone:
 
-- every ServerlessJob, through a kopf index of small records (``job_record``);
+- every ServerlessJob as a small record (``jobstore``: kept by events, checked by listings);
 - the finished jobs' usage ledger in the ServerlessQueue's status (durable);
 - the nodes' allocatable CPU and memory, unless the capacity is configured.
 
@@ -38,6 +38,7 @@ from ..kube import ApiError, ServerlessJob
 from . import jobspec, queueing
 from .conditions import now_iso
 from .context import Context, get_context
+from .jobstore import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def record_of(body: dict[str, Any]) -> JobRecord:
 
 @dataclass
 class _Memory:
-    """This process's own recent writes, until the index shows them (never the only copy)."""
+    """This process's own recent writes, until the events show them (never the only copy)."""
 
     admitted: dict[str, float]
     positions: dict[str, float] = field(default_factory=dict)
@@ -136,6 +137,12 @@ class _Memory:
 
 
 _memory = _Memory(admitted={})
+store = JobStore()
+# The namespaces the operator watches (empty: all), so its listings see what its events do.
+watched_namespaces: tuple[str, ...] = ()
+# A full listing now and then, besides the first: catches a deletion whose event was lost.
+RESYNC_SECONDS = 600.0
+LIST_PAGE = 500
 # The tick and job finalizers both write the ledger; one writer at a time in this process
 # (only the active replica runs either).
 _ledger_lock = asyncio.Lock()
@@ -274,6 +281,27 @@ async def _patch_job(ctx: Context, rec: JobRecord, changes: dict[str, Any]) -> b
         if exc.status.code in (404, 409):
             return False
         raise
+
+
+async def sync_store(ctx: Context) -> None:
+    """Merge a full listing of the ServerlessJobs (in pages) into the store."""
+    began = time.monotonic()
+    listed: list[JobRecord] = []
+    for namespace in watched_namespaces or ("*",):
+        async for obj in ctx.kube.client.list(
+            ServerlessJob, namespace=namespace, chunk_size=LIST_PAGE
+        ):
+            listed.append(record_of(obj.to_dict() if not isinstance(obj, dict) else obj))
+    store.merge_listing(listed, began)
+    log.info("job records synced with a listing: %d jobs", len(listed))
+
+
+async def job_records() -> list[JobRecord]:
+    """Every job's record, once the store has merged a full listing (and again now and then)."""
+    ctx = get_context()
+    if store.synced_at is None or time.monotonic() - store.synced_at > RESYNC_SECONDS:
+        await sync_store(ctx)
+    return store.all()
 
 
 async def tick(queue: dict[str, Any], records: list[JobRecord]) -> None:
@@ -461,7 +489,7 @@ SAFETY_NET_CONCURRENCY = 10
 
 async def safety_net(records: list[JobRecord]) -> None:
     """A missed watch event must not leave a job stuck: every 30 s, look again at each job
-    that is starting or running (from the index, so nothing per job is kept in memory)."""
+    that is starting or running (from the store, so nothing more per job is kept in memory)."""
     now = time.monotonic()
     if now - _memory.safety_net_at < SAFETY_NET_SECONDS:
         return

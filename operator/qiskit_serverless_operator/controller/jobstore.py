@@ -1,0 +1,76 @@
+"""The queue's view of every ServerlessJob: one small record each, kept current by events.
+
+Why not a kopf index: kopf holds every handler back until its index has seen every object,
+and (kopf 1.45) each object indexed wakes every worker waiting for that, so 10,000 jobs
+present at start-up kept a restarted operator at 100% CPU for minutes; with a worker limit
+below the number of objects it deadlocks outright (nolar/kopf#1243). Here kopf's events
+keep the records current with no such gate, and the admission tick decides nothing until a
+full listing (paginated) has been merged in since the operator started: it never admits
+from a partial view (a running job it has not seen yet would let too many start). The
+listing is repeated now and then, which also drops a record whose deletion event was lost.
+
+Merging: a record written by an event after the listing began is newer than the listing's
+copy (or will be corrected by the next event) and is kept; a job deleted while the listing
+was in flight is remembered by UID for a minute so the listing cannot bring it back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .scheduler import JobRecord
+
+TOMBSTONE_SECONDS = 60.0
+
+
+@dataclass
+class JobStore:
+    records: dict[str, JobRecord] = field(default_factory=dict)
+    # When an event last wrote each record (monotonic), to tell it from an older listing.
+    _written: dict[str, float] = field(default_factory=dict)
+    _deleted: dict[str, float] = field(default_factory=dict)  # uid -> when deleted
+    synced_at: float | None = None  # when the last merged listing began (monotonic)
+
+    @property
+    def primed(self) -> bool:
+        return self.synced_at is not None
+
+    def seen(self, rec: JobRecord) -> None:
+        """An event: the job as it is now."""
+        if rec.uid and rec.uid in self._deleted:
+            return  # a late event of a job already deleted
+        self.records[rec.key] = rec
+        self._written[rec.key] = time.monotonic()
+
+    def gone(self, key: str, uid: str) -> None:
+        """A deletion event."""
+        current = self.records.get(key)
+        if current is not None and (not uid or not current.uid or current.uid == uid):
+            del self.records[key]
+            self._written.pop(key, None)
+        if uid:
+            self._deleted[uid] = time.monotonic()
+
+    def merge_listing(self, listed: Iterable[JobRecord], began: float) -> None:
+        """A full listing that began at ``began`` (monotonic), every page of it."""
+        keys = set()
+        for rec in listed:
+            keys.add(rec.key)
+            if rec.uid in self._deleted or self._written.get(rec.key, float("-inf")) >= began:
+                continue
+            self.records[rec.key] = rec
+            # Not an event write: a listing is never "newer" than the next listing.
+        for key in [k for k in self.records if k not in keys]:
+            if self._written.get(key, float("-inf")) < began:
+                del self.records[key]
+                self._written.pop(key, None)
+        cutoff = time.monotonic() - TOMBSTONE_SECONDS
+        self._deleted = {uid: at for uid, at in self._deleted.items() if at >= cutoff}
+        self.synced_at = began
+
+    def all(self) -> list[JobRecord]:
+        return list(self.records.values())

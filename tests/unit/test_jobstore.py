@@ -1,0 +1,79 @@
+"""The queue's job records: events keep them current, a listing fills and prunes them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from qiskit_serverless_operator.controller.jobstore import JobStore
+from qiskit_serverless_operator.controller.scheduler import JobRecord, record_of
+
+
+def rec(name: str, phase: str = "QUEUED", uid: str | None = None, rv: str = "1") -> JobRecord:
+    body: dict[str, Any] = {
+        "metadata": {
+            "namespace": "ns",
+            "name": name,
+            "uid": uid or f"uid-{name}",
+            "resourceVersion": rv,
+            "creationTimestamp": "2026-11-25T10:00:00Z",
+        },
+        "spec": {"function": "f"},
+        "status": {"phase": phase},
+    }
+    return record_of(body)
+
+
+def test_nothing_is_decided_before_a_full_listing() -> None:
+    store = JobStore()
+    store.seen(rec("a"))
+    assert not store.primed
+    store.merge_listing([rec("a"), rec("b")], time.monotonic())
+    assert store.primed
+    assert sorted(r.name for r in store.all()) == ["a", "b"]
+
+
+def test_an_event_after_the_listing_began_wins_over_the_listing() -> None:
+    store = JobStore()
+    began = time.monotonic()
+    store.seen(rec("a", phase="RUNNING", rv="7"))  # arrives while the listing is in flight
+    store.merge_listing([rec("a", phase="QUEUED", rv="5")], began)
+    assert store.records["ns/a"].phase == "RUNNING"
+
+
+def test_the_listing_replaces_what_events_wrote_before_it_began() -> None:
+    store = JobStore()
+    store.seen(rec("a", phase="QUEUED", rv="5"))
+    began = time.monotonic() + 1e-6
+    store.merge_listing([rec("a", phase="DONE", rv="9")], began)
+    assert store.records["ns/a"].phase == "DONE"
+
+
+def test_a_job_missing_from_the_listing_is_dropped_unless_an_event_came_since() -> None:
+    store = JobStore()
+    store.seen(rec("lost-deletion"))
+    began = time.monotonic() + 1e-6
+    time.sleep(0.001)
+    store.seen(rec("created-during-listing"))
+    store.merge_listing([], began)
+    assert [r.name for r in store.all()] == ["created-during-listing"]
+
+
+def test_a_job_deleted_while_the_listing_was_in_flight_does_not_come_back() -> None:
+    store = JobStore()
+    began = time.monotonic()
+    store.gone("ns/a", "uid-a")
+    store.merge_listing([rec("a")], began)
+    assert store.all() == []
+    # nor does a late event of it; a new job of the same name (new UID) is a new job
+    store.seen(rec("a"))
+    assert store.all() == []
+    store.seen(rec("a", uid="uid-a-2"))
+    assert [r.uid for r in store.all()] == ["uid-a-2"]
+
+
+def test_a_deletion_event_of_an_older_job_of_the_same_name_keeps_the_new_one() -> None:
+    store = JobStore()
+    store.seen(rec("a", uid="new"))
+    store.gone("ns/a", "old")
+    assert [r.uid for r in store.all()] == ["new"]
