@@ -6,6 +6,7 @@ operator's memory small; objects travel as plain dicts.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from lightkube import AsyncClient, codecs
@@ -65,6 +66,13 @@ class Kube:
             _plain(obj)
             async for obj in self.client.list(res, namespace=namespace, labels=labels or None)
         ]
+
+    async def each(
+        self, res: Any, namespace: str, page: int = 500
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every object, listed a page at a time: for kinds that can number thousands."""
+        async for obj in self.client.list(res, namespace=namespace, chunk_size=page):
+            yield _plain(obj)
 
     async def create_or_get(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create ``obj``; if it already exists (an earlier run made it), return that one."""

@@ -439,8 +439,19 @@ async def _write_status(ctx: Context, body: dict[str, Any], status: dict[str, An
 
 
 async def _wake_jobs(ctx: Context, namespace: str, title: str) -> None:
-    """Jobs waiting for this function (or for it to exist) get another look."""
-    for sj in await ctx.kube.list(ServerlessJob, namespace):
-        phase = (sj.get("status") or {}).get("phase")
-        if sj["spec"].get("function") == title and phase in (None, c.JobPhase.QUEUED.value):
-            await reconcile_job(namespace, sj["metadata"]["name"])
+    """Jobs waiting for this function (or not looked at yet) get another look. A page of
+    jobs at a time and only names are kept: a namespace can hold 10,000 queued jobs, and
+    those waiting for admission are the queue's, not this function's."""
+    waiting: list[str] = []
+    async for sj in ctx.kube.each(ServerlessJob, namespace):
+        status = sj.get("status") or {}
+        if sj["spec"].get("function") == title and (
+            not status.get("phase")
+            or (
+                status["phase"] == c.JobPhase.QUEUED
+                and status.get("reason") == c.QueueReason.FUNCTION_NOT_READY
+            )
+        ):
+            waiting.append(sj["metadata"]["name"])
+    for name in waiting:
+        await reconcile_job(namespace, name)
