@@ -3,9 +3,10 @@
 A burst of thousands of new jobs makes kopf hold thousands of parsed bodies for a moment;
 once they are processed, CPython frees them, but glibc keeps the freed heap pages mapped,
 so the RSS stays at the peak. Returning them (malloc_trim) every half minute, and fewer
-malloc arenas for the few threads kopf uses, bring it back down (in benchmarks/queue_burst.py
-after a burst of 500: 130 MiB from a 168 MiB peak). With 10,000 jobs present it does not
-help much (267 MiB): that memory is live or fragmented Python objects, still unexplained.
+malloc arenas for the few threads kopf uses, bring it back down. What stays is CPython's
+own small-object heap: its 1 MiB arenas are returned only when empty, and the records that
+live on (kopf's per-object memory, the queue's records) are scattered among the freed bodies
+(measured in benchmarks/queue_burst.py; PYTHONMALLOC=malloc was tried and was no better).
 """
 
 from __future__ import annotations
