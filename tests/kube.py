@@ -154,8 +154,10 @@ class OperatorProcess:
         priority: int = 1000,
         ports: tuple[int, int, int] = (8000, 8080, 9090),
         extra_env: dict[str, str] | None = None,
+        python: str = sys.executable,
     ) -> None:
         self.cluster = cluster
+        self.python = python
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.env = {
@@ -172,7 +174,7 @@ class OperatorProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
+                self.python,
                 "-m",
                 "qiskit_serverless_operator",
                 "--liveness",
