@@ -6,7 +6,10 @@ from typing import Any
 
 import pytest
 
-from qiskit_serverless_operator.controller.handlers import worth_a_look_on_resume
+from qiskit_serverless_operator.controller.handlers import (
+    spec_not_yet_seen,
+    worth_a_look_on_resume,
+)
 
 
 def job(status: dict[str, Any], generation: int = 1, observed: int | None = 1) -> Any:
@@ -36,3 +39,10 @@ def test_resume_looks_at_jobs_in_flight_only(status: dict[str, Any], look: bool)
 
 def test_a_waiting_job_whose_spec_changed_meanwhile_is_looked_at() -> None:
     assert worth_a_look_on_resume(job({"phase": "QUEUED", "reason": "Pending"}, generation=2))
+
+
+def test_a_spec_change_is_seen_only_once_the_job_has_a_status() -> None:
+    # A new job (no status) is the creation handler's; an edited one is the event handler's.
+    assert not spec_not_yet_seen(job({}, generation=1, observed=None))
+    assert not spec_not_yet_seen(job({"phase": "QUEUED"}, generation=1, observed=1))
+    assert spec_not_yet_seen(job({"phase": "QUEUED"}, generation=2, observed=1))

@@ -83,9 +83,11 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 def spec_not_yet_seen(body: kopf.Body, **_: Any) -> bool:
-    """The spec changed since the operator last wrote status (metadata.generation moved)."""
+    """The spec changed since the operator last wrote status (metadata.generation moved).
+    An object with no status yet is the creation (or resume) handler's: reconciling it
+    here too would do every new job's reads twice."""
     observed = (body.get("status") or {}).get("observedGeneration")
-    return observed != body.get("metadata", {}).get("generation")
+    return observed is not None and observed != body.get("metadata", {}).get("generation")
 
 
 TERMINAL_PHASES = {phase.value for phase in c.TERMINAL_JOB_PHASES}
