@@ -358,8 +358,8 @@ def restart_with_jobs(
     operator.start()
     assert operator.proc is not None
     op = ProcWatch(operator.proc.pid)
-    # A job whose function does not exist: it ends in ERROR as soon as the operator handles
-    # anything at all (kopf handles nothing before its index of every job is complete).
+    # A job whose function does not exist: it ends in ERROR as soon as the operator gets to
+    # it, behind the events of every job already present that kopf's listing dispatched.
     custom.create_namespaced_custom_object(
         c.GROUP,
         c.VERSION,

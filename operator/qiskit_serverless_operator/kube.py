@@ -62,16 +62,15 @@ class Kube:
     async def list(
         self, res: Any, namespace: str, labels: dict[str, str] | None = None
     ) -> list[dict[str, Any]]:
-        return [
-            _plain(obj)
-            async for obj in self.client.list(res, namespace=namespace, labels=labels or None)
-        ]
+        return [obj async for obj in self.each(res, namespace, labels=labels)]
 
     async def each(
-        self, res: Any, namespace: str, page: int = 500
+        self, res: Any, namespace: str, page: int = 500, labels: dict[str, str] | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """Every object, listed a page at a time: for kinds that can number thousands."""
-        async for obj in self.client.list(res, namespace=namespace, chunk_size=page):
+        async for obj in self.client.list(
+            res, namespace=namespace, chunk_size=page, labels=labels or None
+        ):
             yield _plain(obj)
 
     async def create_or_get(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:

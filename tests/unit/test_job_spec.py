@@ -2,17 +2,9 @@ from qiskit_serverless_operator import constants as c
 from qiskit_serverless_operator.config import OperatorConfig
 from qiskit_serverless_operator.controller import jobspec
 from qiskit_serverless_operator.controller.functions import desired_status
+from tests.unit.operator_env import REQUIRED
 
-CFG = OperatorConfig.from_env(
-    {
-        "QSO_S3_ENDPOINT": "http://s3",
-        "QSO_S3_BUCKET": "b",
-        "QSO_S3_ACCESS_KEY": "a",
-        "QSO_S3_SECRET_KEY": "s",
-        "QSO_RUNTIME_IMAGE": "reg/runtime:1",
-        "QSO_GATEWAY_URL": "http://gw:8000/",
-    }
-)
+CFG = OperatorConfig.from_env({**REQUIRED, "QSO_GATEWAY_URL": "http://gw:8000/"})
 
 
 def _sj(**spec):
@@ -138,11 +130,7 @@ def test_build_tag_follows_the_inputs_and_the_build_pod_is_locked_down():
     assert buildspec.build_tag("reg/runtime:1", changed["spec"]) != tag
     cfg = OperatorConfig.from_env(
         {
-            "QSO_S3_ENDPOINT": "http://s3",
-            "QSO_S3_BUCKET": "b",
-            "QSO_S3_ACCESS_KEY": "a",
-            "QSO_S3_SECRET_KEY": "s",
-            "QSO_RUNTIME_IMAGE": "reg/runtime:1",
+            **REQUIRED,
             "QSO_GATEWAY_URL": "http://gw",
             "QSO_REGISTRY": "reg",
             "QSO_BUILDER_IMAGE": "reg/b:1",

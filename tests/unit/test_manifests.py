@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from qiskit_serverless_operator.config import OperatorConfig
+from tests.unit.operator_env import REQUIRED
 
 pytestmark = pytest.mark.unit
 
@@ -78,15 +79,7 @@ def test_ports_and_names_agree_with_the_operator_settings() -> None:
     (peering,) = _kind("ClusterKopfPeering")
     base = yaml.safe_load((BASE / "kustomization.yaml").read_text())
     literals = _literals(BASE / "kustomization.yaml")
-    env = {
-        **literals,
-        "QSO_S3_ENDPOINT": "http://s3",
-        "QSO_S3_BUCKET": "b",
-        "QSO_S3_ACCESS_KEY": "a",
-        "QSO_S3_SECRET_KEY": "s",
-        "QSO_RUNTIME_IMAGE": "r",
-    }
-    cfg = OperatorConfig.from_env(env)
+    cfg = OperatorConfig.from_env({**literals, **REQUIRED})
     ports = {
         p["name"]: p["containerPort"]
         for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]

@@ -13,6 +13,7 @@ from qiskit_serverless_operator.controller.queueing import (
     memory_bytes,
     plan,
 )
+from tests.unit.operator_env import REQUIRED
 
 pytestmark = pytest.mark.unit
 
@@ -126,15 +127,7 @@ def test_no_limits_admits_everything() -> None:
 def test_bad_queue_settings_are_refused_by_name(name, value, says) -> None:
     from qiskit_serverless_operator.config import ConfigError, OperatorConfig
 
-    env = {
-        "QSO_S3_ENDPOINT": "http://s3",
-        "QSO_S3_BUCKET": "b",
-        "QSO_S3_ACCESS_KEY": "a",
-        "QSO_S3_SECRET_KEY": "s",
-        "QSO_RUNTIME_IMAGE": "r",
-        "QSO_GATEWAY_URL": "http://g",
-        name: value,
-    }
+    env = {**REQUIRED, "QSO_GATEWAY_URL": "http://g", name: value}
     with pytest.raises(ConfigError, match=name) as info:
         OperatorConfig.from_env(env)
     assert says in str(info.value)

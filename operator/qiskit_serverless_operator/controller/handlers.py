@@ -90,16 +90,13 @@ def spec_not_yet_seen(body: kopf.Body, **_: Any) -> bool:
     return observed is not None and observed != body.get("metadata", {}).get("generation")
 
 
-TERMINAL_PHASES = {phase.value for phase in c.TERMINAL_JOB_PHASES}
-
-
 def worth_a_look_on_resume(body: kopf.Body, **_: Any) -> bool:
     """After a restart, look again at jobs in flight only: a finished job is final, and one
     waiting for admission is the queue's to start (it has a record of every job). With
     10,000 jobs waiting, this is what lets a restarted operator handle a new job at once."""
     status = body.get("status") or {}
     phase = status.get("phase")
-    if phase in TERMINAL_PHASES:
+    if phase in c.TERMINAL_JOB_PHASES:  # StrEnum members: a plain phase string matches
         return False
     waiting = (
         phase == c.JobPhase.QUEUED
