@@ -6,6 +6,8 @@ import os
 import random
 from dataclasses import dataclass, field
 
+from .constants import QueueingStrategy
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
@@ -41,6 +43,17 @@ def _quantity(env: dict[str, str], name: str, kind: str) -> str | None:
     except ValueError as exc:
         raise ConfigError(f"{name} must be a Kubernetes {kind} quantity, got {raw!r}") from exc
     return raw
+
+
+def _strategy(env: dict[str, str], name: str) -> QueueingStrategy:
+    raw = env.get(name)
+    if not raw:
+        return QueueingStrategy.BEST_EFFORT_FIFO
+    try:
+        return QueueingStrategy(raw)
+    except ValueError:
+        choices = " or ".join(s.value for s in QueueingStrategy)
+        raise ConfigError(f"{name} must be {choices}, got {raw!r}") from None
 
 
 def _bool(env: dict[str, str], name: str, default: bool) -> bool:
@@ -109,6 +122,8 @@ class OperatorConfig:
     max_running_per_namespace: int | None = None
     capacity_cpu: str | None = None
     capacity_memory: str | None = None
+    # A job the cluster has no room for: skipped (BestEffortFIFO) or waited for (StrictFIFO).
+    queueing_strategy: QueueingStrategy = QueueingStrategy.BEST_EFFORT_FIFO
     # Fair share: a user's past job-seconds count half after this long.
     usage_half_life_seconds: int = 3600
     # Waiting jobs whose status shows an exact queue position (the rest: "position N+").
@@ -171,6 +186,7 @@ class OperatorConfig:
             max_running_per_namespace=_optional_int(env, "QSO_MAX_RUNNING_PER_NAMESPACE"),
             capacity_cpu=_quantity(env, "QSO_CAPACITY_CPU", "cpu"),
             capacity_memory=_quantity(env, "QSO_CAPACITY_MEMORY", "memory"),
+            queueing_strategy=_strategy(env, "QSO_QUEUEING_STRATEGY"),
             usage_half_life_seconds=_int(env, "QSO_USAGE_HALF_LIFE_SECONDS", 3600),
             queue_positions_shown=_int(env, "QSO_QUEUE_POSITIONS_SHOWN", 100),
         )

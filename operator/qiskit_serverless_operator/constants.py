@@ -90,6 +90,16 @@ class QueueReason(StrEnum):
     KUEUE = "AdmissionByKueue"
 
 
+# How the admission loop treats a job the cluster has no room for (Kueue's names).
+class QueueingStrategy(StrEnum):
+    # Skip it: later jobs that fit start now; a large job can be passed for as long as
+    # smaller ones keep fitting.
+    BEST_EFFORT_FIFO = "BestEffortFIFO"
+    # Hold the capacity for it: no job after it in the order starts until it has. Per-user
+    # and per-namespace limits still only skip (a user at their limit blocks nobody else).
+    STRICT_FIFO = "StrictFIFO"
+
+
 # Inside the job pod (the qiskit_serverless program-side contract).
 ARGUMENTS_FILE = "arguments.json"
 POD_ARGUMENTS_DIR = "/run/qso/arguments"

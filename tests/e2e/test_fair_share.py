@@ -306,3 +306,62 @@ def test_a_job_bigger_than_the_capacity_fails_fast_with_the_reason(
     assert status["reason"] == "Unschedulable"
     assert "requests cpu 4, more than the cluster's capacity for jobs (1)" in status["message"]
     assert not client.CoreV1Api(api_client).list_namespaced_pod(namespace).items
+
+
+def test_strict_fifo_holds_the_capacity_for_a_large_job(
+    api_client: client.ApiClient, cluster: dict, namespace: str, crds: None
+) -> None:
+    """StrictFIFO: a job the cluster has no room for yet is not passed by a smaller, later
+    one that would fit; the later one says what it waits for, and starts after it."""
+    api = custom(api_client)
+    with operator_with(
+        cluster, "strict-fifo", QSO_CAPACITY_CPU="1000m", QSO_QUEUEING_STRATEGY="StrictFIFO"
+    ):
+        make_function(api, namespace, "sleepy", {"main.py": SLEEPY})
+        wait_function_phase(api, namespace, "sleepy", "Ready")
+        cpu = {"requests": {"cpu": "500m", "memory": "256Mi"}}
+        make_job(
+            api, namespace, "first", "sleepy", resources=cpu, arguments={"inline": {"seconds": 15}}
+        )
+        wait_until(
+            lambda: (get_job(api, namespace, "first").get("status") or {}).get("admittedAt"),
+            timeout=60,
+            what="the first job admitted",
+        )
+        whole = {"requests": {"cpu": "1", "memory": "256Mi"}}
+        make_job(
+            api, namespace, "big", "sleepy", resources=whole, arguments={"inline": {"seconds": 1}}
+        )
+        time.sleep(1.5)  # a tick apart: "big" is ahead in the order by submission time
+        make_job(
+            api, namespace, "small", "sleepy", resources=cpu, arguments={"inline": {"seconds": 1}}
+        )
+        held = wait_until(
+            lambda: (
+                "held for"
+                in (s := get_job(api, namespace, "small").get("status") or {}).get("message", "")
+                and s
+            ),
+            timeout=30,
+            what="the small job to say the capacity is held for the big one",
+        )
+        assert held["message"] == (
+            f"waiting: cluster capacity: held for {namespace}/big, ahead in the queue; position 2"
+        )
+        assert not held.get("admittedAt")
+        big = get_job(api, namespace, "big")["status"]
+        assert big["message"].startswith("waiting: cluster capacity: cpu 500m/1 in use")
+        queue = api.get_cluster_custom_object(c.GROUP, c.VERSION, c.QUEUE_PLURAL, c.QUEUE_NAME)
+        assert queue["status"]["limits"]["queueingStrategy"] == "StrictFIFO"
+
+        finished = wait_until(
+            lambda: (
+                all((j.get("status") or {}).get("phase") == "DONE" for j in jobs.values()) and jobs
+                if len(jobs := _jobs(api, namespace)) == 3
+                else None
+            ),
+            timeout=240,
+            what="all three jobs DONE",
+        )
+    admitted = {name: _when(job["status"]["admittedAt"]) for name, job in finished.items()}
+    assert admitted["first"] < admitted["big"] < admitted["small"]

@@ -109,6 +109,50 @@ def test_a_job_bigger_than_the_capacity_fails_fast() -> None:
     assert "ns/huge" not in result.waiting
 
 
+def test_best_effort_lets_smaller_jobs_pass_one_the_cluster_has_no_room_for() -> None:
+    running = [Running("ns", "carol", 1000, 2**30)]
+    waiting = [job("big", "alice", 0, cpu=1500), job("small", "bob", 1, cpu=500)]
+    result = plan(waiting, running, {}, Limits(cpu_millis=2000))
+    assert result.admit == ["ns/small"]
+    assert result.waiting["ns/big"][1].startswith("waiting: cluster capacity: cpu 1500m/2 in use")
+
+
+def test_strict_fifo_holds_the_capacity_for_the_first_job_that_does_not_fit() -> None:
+    running = [Running("ns", "carol", 1000, 2**30)]
+    waiting = [job("big", "alice", 0, cpu=1500), job("small", "bob", 1, cpu=500)]
+    result = plan(waiting, running, {}, Limits(cpu_millis=2000, hold_capacity=True))
+    assert result.admit == []
+    assert result.waiting["ns/big"] == (
+        1,
+        "waiting: cluster capacity: cpu 1/2 in use, needs 1500m; position 1",
+    )
+    assert result.waiting["ns/small"] == (
+        2,
+        "waiting: cluster capacity: held for ns/big, ahead in the queue; position 2",
+    )
+    # Once the running job ends, the held job is the one that starts.
+    after = plan(waiting, [], {}, Limits(cpu_millis=2000, hold_capacity=True))
+    assert after.admit == ["ns/big", "ns/small"]
+
+
+def test_strict_fifo_still_skips_a_user_at_their_limit() -> None:
+    """Only a lack of room holds; a job waiting for its own user's slot blocks nobody."""
+    running = [Running("ns", "alice", 500, 2**30)]
+    waiting = [job("a1", "alice", 0), job("b1", "bob", 5), job("c1", "carol", 6, cpu=1600)]
+    result = plan(waiting, running, {}, Limits(per_user=1, cpu_millis=2000, hold_capacity=True))
+    assert result.admit == ["ns/b1"]
+    assert "user limit 1/1" in result.waiting["ns/a1"][1]
+    assert result.waiting["ns/c1"][1].startswith("waiting: cluster capacity: cpu 1/2 in use")
+
+
+def test_strict_fifo_jobs_ahead_of_the_held_one_start_as_usual() -> None:
+    waiting = [job("first", "alice", 0, cpu=1000), job("big", "bob", 1, cpu=2000)]
+    waiting.append(job("late", "carol", 2, cpu=500))
+    result = plan(waiting, [], {}, Limits(cpu_millis=2000, hold_capacity=True))
+    assert result.admit == ["ns/first"]
+    assert "held for ns/big" in result.waiting["ns/late"][1]
+
+
 def test_no_limits_admits_everything() -> None:
     waiting = [job(f"j{i}", f"u{i % 3}", i) for i in range(50)]
     result = plan(waiting, [], {}, Limits())
@@ -122,6 +166,7 @@ def test_no_limits_admits_everything() -> None:
         ("QSO_MAX_RUNNING_PER_NAMESPACE", "two", "must be an integer"),
         ("QSO_CAPACITY_CPU", "lots", "must be a Kubernetes cpu quantity"),
         ("QSO_CAPACITY_MEMORY", "8 GB", "must be a Kubernetes memory quantity"),
+        ("QSO_QUEUEING_STRATEGY", "strict", "must be BestEffortFIFO or StrictFIFO"),
     ],
 )
 def test_bad_queue_settings_are_refused_by_name(name, value, says) -> None:

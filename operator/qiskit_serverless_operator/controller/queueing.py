@@ -6,8 +6,10 @@ here keeps state, so a restarted operator decides exactly as the old one would h
 Order among waiting jobs (fair share): the submitter's recent usage (decayed job-seconds,
 lower first), then how many jobs that user already runs, then ``spec.priority`` (higher
 first), then submission time. A job is admitted when its user, its namespace and the
-cluster all have room; a job that does not fit is skipped, not waited for, so one user at
-their limit never blocks another (best effort, like Kueue's BestEffortFIFO).
+cluster all have room. A job at its user's or namespace's limit is skipped, so one user at
+their limit never blocks another. A job the cluster has no room for is skipped too
+(``BestEffortFIFO``, the default, as in Kueue), or, with ``StrictFIFO``, holds the capacity:
+no job after it starts until it has, so a large job cannot be passed forever.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ class Limits:
     per_namespace: int | None = None
     cpu_millis: int | None = None
     memory_bytes: int | None = None
+    # StrictFIFO: the first job in order the cluster has no room for holds the capacity.
+    hold_capacity: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ def plan(
     reasons: dict[str, str] = {}
     # Admit one at a time and re-rank: each admission raises its user's running count,
     # so free slots alternate between users of equal usage instead of going to one.
+    held_for: Waiting | None = None
     while pending:
         admitted = None
         for job in pending:
@@ -162,6 +167,9 @@ def plan(
                 admitted = job
                 break
             reasons[job.key] = why
+            if limits.hold_capacity and why.startswith(_NO_ROOM):
+                held_for = job
+                break
         if admitted is None:
             break
         result.admit.append(admitted.key)
@@ -173,12 +181,20 @@ def plan(
         pending.remove(admitted)
         pending.sort(key=order)
 
+    behind_held = False
     for position, job in enumerate(pending, start=1):
         why = reasons.get(job.key) or _blocked(
             job, by_user, by_namespace, cpu_used, memory_used, limits
         )
+        if held_for is not None and job is not held_for and behind_held:
+            # Not looked at: the capacity is held for a job ahead (its own limit may also apply).
+            why = why or f"{_NO_ROOM}: held for {held_for.key}, ahead in the queue"
+        behind_held = behind_held or job is held_for
         result.waiting[job.key] = (position, f"waiting: {why}; position {position}")
     return result
+
+
+_NO_ROOM = "cluster capacity"
 
 
 def _blocked(

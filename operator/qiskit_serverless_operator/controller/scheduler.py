@@ -34,7 +34,7 @@ from lightkube.resources.core_v1 import Node
 
 from .. import constants as c
 from .. import memory
-from ..constants import JobPhase, QueueReason
+from ..constants import JobPhase, QueueingStrategy, QueueReason
 from ..kube import ApiError, ServerlessJob
 from . import jobspec, queueing
 from .conditions import now_iso
@@ -354,6 +354,7 @@ async def tick(queue: dict[str, Any], records: list[JobRecord]) -> None:
         per_namespace=cfg.max_running_per_namespace,
         cpu_millis=cpu,
         memory_bytes=memory,
+        hold_capacity=cfg.queueing_strategy == QueueingStrategy.STRICT_FIFO,
     )
     plan = queueing.plan(
         [
@@ -478,6 +479,7 @@ async def _write_summary(
                 if limits.memory_bytes is not None
                 else None,
                 "usageHalfLifeSeconds": cfg.usage_half_life_seconds,
+                "queueingStrategy": cfg.queueing_strategy.value,
             }.items()
             if value is not None
         },
