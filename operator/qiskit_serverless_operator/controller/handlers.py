@@ -16,7 +16,7 @@ from .. import metrics
 from ..config import OperatorConfig
 from ..kube import Kube
 from ..storage import ObjectStore
-from . import gateway, scheduler
+from . import gateway, kopf_settings, scheduler
 from .context import Context, get_context, set_context
 from .functions import reconcile_function
 from .jobs import cleanup_job, reconcile_job
@@ -30,42 +30,7 @@ OWNED = {c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_JOB: kopf.PRESENT}
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     cfg = OperatorConfig.from_env()
     set_context(Context(config=cfg, kube=Kube(), store=ObjectStore(cfg.s3)))
-    # Our own domain for kopf's bookkeeping, so Argo CD can be told to ignore it.
-    settings.persistence.finalizer = c.FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
-    # Inline arguments and source files can be ~1 MiB; annotations hold 256 KiB in all.
-    # Spec changes are detected by generation instead (see the event handlers below).
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=c.GROUP,
-        key="last-handled-configuration",
-        ignored_fields=[("spec", "arguments"), ("spec", "source")],
-    )
-    settings.peering.name = cfg.peering
-    settings.peering.priority = cfg.peering_priority
-    settings.peering.lifetime = cfg.peering_lifetime_seconds
-    settings.peering.mandatory = False
-    settings.posting.level = logging.INFO
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.watching.connect_timeout = 10
-    # Restart a watch that has been silent this long (a stuck connection looks like that).
-    settings.watching.inactivity_timeout = 600
-    settings.networking.request_timeout = 30
-    # At most this many kopf per-object workers: a burst of 10,000 new jobs waits as raw
-    # events in kopf's queues, not as 10,000 running workers (each several times bigger).
-    # Safe only because no kopf index is used (see jobstore: with one, a limit below the
-    # number of objects deadlocks the start-up, nolar/kopf#1243).
-    settings.queueing.worker_limit = 200
-    # A worker exits this long after its object's last event, and holds one of the 200 slots
-    # until then: the idle wait, not the work, is what caps the rate. A restart with 10,000
-    # jobs present lists them all at once; at 0.5 s (400 a second) they piled up in kopf's
-    # queues (250 MiB peak, 230 MiB after), at 0.05 s they are worked off as they come in
-    # (136 MiB peak, 126 MiB after; benchmarks/queue_burst.py). A worker that awaits its own
-    # patch's event waits for it regardless (kopf's consistency wait), so nothing is lost.
-    settings.queueing.idle_timeout = 0.05
-    # List in pages at start-up: 10,000 jobs in one response is one ~100 MB JSON document.
-    settings.watching.chunk_size = 500
-    settings.execution.max_workers = 8
+    kopf_settings.configure(settings, cfg)
     await scheduler.ensure_queue(get_context())
     metrics.serve(
         cfg.metrics_port,
