@@ -47,7 +47,7 @@ def configure(settings: kopf.OperatorSettings, cfg: OperatorConfig) -> None:
     # until then: the idle wait, not the work, is what caps the rate. A restart with 10,000
     # jobs present lists them all at once; at 0.5 s (400 a second) they piled up in kopf's
     # queues (250 MiB peak, 230 MiB after), at 0.05 s they are worked off as they come in
-    # (136 MiB peak, 126 MiB after; benchmarks/queue_burst.py). A worker that awaits its own
+    # (123 MiB peak, 117 MiB after; benchmarks/queue_burst.py). A worker that awaits its own
     # patch's event waits for it regardless (kopf's consistency wait), so nothing is lost.
     settings.queueing.idle_timeout = 0.05
     # List in pages at start-up: 10,000 jobs in one response is one ~100 MB JSON document.
