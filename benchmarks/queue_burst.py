@@ -303,11 +303,11 @@ def wait_idle(op: ProcWatch, timeout: float = 900.0) -> float:
 SETTLE_SECONDS = 40.0
 
 
-def settled_rss(op: ProcWatch) -> tuple[float, float]:
-    """RSS when the operator has just gone idle, and again after one heap release."""
+def settled_rss(op: ProcWatch) -> dict[str, float]:
+    """RSS when the operator has just gone idle, again after one heap release, and its peak."""
     on_idle = op.status("VmRSS")
     time.sleep(SETTLE_SECONDS)
-    return on_idle, op.status("VmRSS")
+    return {"rss_on_idle": on_idle, "rss": op.status("VmRSS"), "rss_peak": op.status("VmHWM")}
 
 
 def job_phase(custom: client.CustomObjectsApi, namespace: str, name: str) -> str | None:
@@ -346,7 +346,6 @@ def idle_jobs(api_client: client.ApiClient, count: int, op: ProcWatch) -> dict[s
         time.sleep(5)
     seen_seconds = time.time() - started
     settle_seconds = wait_idle(op)
-    rss_on_idle, rss_settled = settled_rss(op)
     return {
         "namespace": namespace,
         "count": count,
@@ -356,9 +355,7 @@ def idle_jobs(api_client: client.ApiClient, count: int, op: ProcWatch) -> dict[s
         "seen_seconds": seen_seconds,
         "settle_seconds": settle_seconds,
         "rss_before": rss_before,
-        "rss_on_idle": rss_on_idle,
-        "rss": rss_settled,
-        "rss_peak": op.status("VmHWM"),
+        **settled_rss(op),
     }
 
 
@@ -389,14 +386,10 @@ def restart_with_jobs(
             break
         time.sleep(1)
     wait_idle(op)
-    settle_seconds = time.time() - started
-    rss_on_idle, rss_settled = settled_rss(op)
     return {
         "handled_seconds": handled,
-        "settle_seconds": settle_seconds,
-        "rss_on_idle": rss_on_idle,
-        "rss": rss_settled,
-        "rss_peak": op.status("VmHWM"),
+        "settle_seconds": time.time() - started,
+        **settled_rss(op),
     }
 
 

@@ -72,6 +72,10 @@ def decayed(value: float, elapsed_seconds: float, half_life_seconds: float) -> f
     return value * 0.5 ** (elapsed_seconds / half_life_seconds)
 
 
+# Starts every reason that is a lack of room in the cluster (what StrictFIFO holds for).
+_NO_ROOM = "cluster capacity"
+
+
 @dataclass(frozen=True)
 class Limits:
     """None means no limit."""
@@ -181,20 +185,18 @@ def plan(
         pending.remove(admitted)
         pending.sort(key=order)
 
-    behind_held = False
+    held: str | None = None  # the reason of the jobs behind the one holding the capacity
     for position, job in enumerate(pending, start=1):
         why = reasons.get(job.key) or _blocked(
             job, by_user, by_namespace, cpu_used, memory_used, limits
         )
-        if held_for is not None and job is not held_for and behind_held:
+        if held is not None:
             # Not looked at: the capacity is held for a job ahead (its own limit may also apply).
-            why = why or f"{_NO_ROOM}: held for {held_for.key}, ahead in the queue"
-        behind_held = behind_held or job is held_for
+            why = why or held
+        if job is held_for:
+            held = f"{_NO_ROOM}: held for {job.key}, ahead in the queue"
         result.waiting[job.key] = (position, f"waiting: {why}; position {position}")
     return result
-
-
-_NO_ROOM = "cluster capacity"
 
 
 def _blocked(
@@ -211,12 +213,12 @@ def _blocked(
         return f"namespace limit {by_namespace[job.namespace]}/{limits.per_namespace} running"
     if limits.cpu_millis is not None and cpu_used + job.cpu > limits.cpu_millis:
         return (
-            f"cluster capacity: cpu {format_cpu(cpu_used)}/{format_cpu(limits.cpu_millis)} in use, "
+            f"{_NO_ROOM}: cpu {format_cpu(cpu_used)}/{format_cpu(limits.cpu_millis)} in use, "
             f"needs {format_cpu(job.cpu)}"
         )
     if limits.memory_bytes is not None and memory_used + job.memory > limits.memory_bytes:
         return (
-            f"cluster capacity: memory {format_memory(memory_used)}/"
+            f"{_NO_ROOM}: memory {format_memory(memory_used)}/"
             f"{format_memory(limits.memory_bytes)} in use, needs {format_memory(job.memory)}"
         )
     return None
