@@ -162,7 +162,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.env = {
             **os.environ,
-            **operator_env(cluster, gateway_port=ports[0], metrics_port=ports[2]),
+            **operator_env(cluster, job_endpoint_port=ports[0], metrics_port=ports[2]),
             "QSO_FINISHED_POD_TTL_SECONDS": "120",
             "QSO_PEERING_PRIORITY": str(priority),
             "QSO_PEERING_LIFETIME_SECONDS": "10",

@@ -81,10 +81,11 @@ class OperatorConfig:
     s3: S3Settings
     # The image jobs run when their function brings source but no image of its own.
     runtime_image: str
-    # Where job pods reach the operator's HTTP endpoint (update_status).
-    gateway_url: str
-    gateway_bind: str = "0.0.0.0"
-    gateway_port: int = 8000
+    # Where job pods reach the operator's job endpoint (update_status() and the other calls
+    # a program makes to ENV_JOB_GATEWAY_HOST; not the REST gateway users talk to).
+    job_endpoint_url: str
+    job_endpoint_bind: str = "0.0.0.0"
+    job_endpoint_port: int = 8000
     metrics_port: int = 9090
     metrics_bind: str = "0.0.0.0"
     # Finished job pods (and their batch Jobs) are removed this long after they end;
@@ -140,7 +141,7 @@ class OperatorConfig:
                 "QSO_S3_ACCESS_KEY",
                 "QSO_S3_SECRET_KEY",
                 "QSO_RUNTIME_IMAGE",
-                "QSO_GATEWAY_URL",
+                "QSO_JOB_ENDPOINT_URL",
             )
             if not env.get(name)
         ]
@@ -155,9 +156,9 @@ class OperatorConfig:
                 region=env.get("QSO_S3_REGION", "us-east-1"),
             ),
             runtime_image=env["QSO_RUNTIME_IMAGE"],
-            gateway_url=env["QSO_GATEWAY_URL"].rstrip("/"),
-            gateway_bind=env.get("QSO_GATEWAY_BIND", "0.0.0.0"),
-            gateway_port=_int(env, "QSO_GATEWAY_PORT", 8000),
+            job_endpoint_url=env["QSO_JOB_ENDPOINT_URL"].rstrip("/"),
+            job_endpoint_bind=env.get("QSO_JOB_ENDPOINT_BIND", "0.0.0.0"),
+            job_endpoint_port=_int(env, "QSO_JOB_ENDPOINT_PORT", 8000),
             metrics_port=_int(env, "QSO_METRICS_PORT", 9090),
             metrics_bind=env.get("QSO_METRICS_BIND", "0.0.0.0"),
             finished_pod_ttl_seconds=_int(env, "QSO_FINISHED_POD_TTL_SECONDS", 300),

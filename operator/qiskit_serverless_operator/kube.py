@@ -11,7 +11,7 @@ from typing import Any
 
 from lightkube import AsyncClient, codecs
 from lightkube.core.exceptions import ApiError
-from lightkube.generic_resource import create_namespaced_resource
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import ConfigMap, Pod, Secret
 from lightkube.types import CascadeType, PatchType
@@ -20,6 +20,7 @@ from . import constants as c
 
 ServerlessJob = create_namespaced_resource(c.GROUP, c.VERSION, c.JOB_KIND, c.JOB_PLURAL)
 QiskitFunction = create_namespaced_resource(c.GROUP, c.VERSION, c.FUNCTION_KIND, c.FUNCTION_PLURAL)
+ServerlessQueue = create_global_resource(c.GROUP, c.VERSION, c.QUEUE_KIND, c.QUEUE_PLURAL)
 
 __all__ = [
     "ApiError",
@@ -30,6 +31,7 @@ __all__ = [
     "QiskitFunction",
     "Secret",
     "ServerlessJob",
+    "ServerlessQueue",
 ]
 
 _FIELD_MANAGER = c.MANAGER

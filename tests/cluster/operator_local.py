@@ -23,15 +23,15 @@ LIVENESS = "http://127.0.0.1:8080/healthz"
 
 
 def operator_env(
-    info: dict[str, Any], gateway_port: int = 8000, metrics_port: int = 9090
+    info: dict[str, Any], job_endpoint_port: int = 8000, metrics_port: int = 9090
 ) -> dict[str, str]:
     """The operator's settings for the local cluster (the tests use the same ones)."""
     return {
         "KUBECONFIG": info["kubeconfig"],
         **site_settings(info),
-        "QSO_GATEWAY_URL": f"http://{info['node_ip']}:{gateway_port}",
-        "QSO_GATEWAY_PORT": str(gateway_port),
-        "QSO_GATEWAY_BIND": info["node_ip"],
+        "QSO_JOB_ENDPOINT_URL": f"http://{info['node_ip']}:{job_endpoint_port}",
+        "QSO_JOB_ENDPOINT_PORT": str(job_endpoint_port),
+        "QSO_JOB_ENDPOINT_BIND": info["node_ip"],
         "QSO_METRICS_BIND": "127.0.0.1",
         "QSO_METRICS_PORT": str(metrics_port),
         "QSO_PIP_CA_BUNDLE": str(machine_ca_bundle()),

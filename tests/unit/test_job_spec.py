@@ -4,7 +4,7 @@ from qiskit_serverless_operator.controller import jobspec
 from qiskit_serverless_operator.controller.functions import desired_status
 from tests.unit.operator_env import REQUIRED
 
-CFG = OperatorConfig.from_env({**REQUIRED, "QSO_GATEWAY_URL": "http://gw:8000/"})
+CFG = OperatorConfig.from_env({**REQUIRED, "QSO_JOB_ENDPOINT_URL": "http://gw:8000/"})
 
 
 def _sj(**spec):
@@ -131,7 +131,7 @@ def test_build_tag_follows_the_inputs_and_the_build_pod_is_locked_down():
     cfg = OperatorConfig.from_env(
         {
             **REQUIRED,
-            "QSO_GATEWAY_URL": "http://gw",
+            "QSO_JOB_ENDPOINT_URL": "http://gw",
             "QSO_REGISTRY": "reg",
             "QSO_BUILDER_IMAGE": "reg/b:1",
             "QSO_PIP_INDEX_URL": "https://mirror.example/simple",

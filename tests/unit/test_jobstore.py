@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from qiskit_serverless_operator.controller.jobstore import JobStore
-from qiskit_serverless_operator.controller.scheduler import JobRecord, record_of
+from qiskit_serverless_operator.controller.jobstore import JobRecord, JobStore, record_of
 
 
 def rec(name: str, phase: str = "QUEUED", uid: str | None = None, rv: str = "1") -> JobRecord:

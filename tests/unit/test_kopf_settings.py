@@ -15,7 +15,7 @@ pytestmark = pytest.mark.unit
 
 def _configured() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
-    configure(settings, OperatorConfig.from_env({**REQUIRED, "QSO_GATEWAY_URL": "http://g"}))
+    configure(settings, OperatorConfig.from_env({**REQUIRED, "QSO_JOB_ENDPOINT_URL": "http://g"}))
     return settings
 
 

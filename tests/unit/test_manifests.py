@@ -84,11 +84,13 @@ def test_ports_and_names_agree_with_the_operator_settings() -> None:
         p["name"]: p["containerPort"]
         for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
     }
-    assert ports["gateway"] == cfg.gateway_port and ports["metrics"] == cfg.metrics_port
+    assert ports["job-endpoint"] == cfg.job_endpoint_port and ports["metrics"] == cfg.metrics_port
     assert cfg.peering == peering["metadata"]["name"]
     assert base["namespace"] == namespace["metadata"]["name"]
-    service_url = f"http://{service['metadata']['name']}.{base['namespace']}.svc:{cfg.gateway_port}"
-    assert cfg.gateway_url == service_url
+    service_url = (
+        f"http://{service['metadata']['name']}.{base['namespace']}.svc:{cfg.job_endpoint_port}"
+    )
+    assert cfg.job_endpoint_url == service_url
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 

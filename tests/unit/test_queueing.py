@@ -172,7 +172,7 @@ def test_no_limits_admits_everything() -> None:
 def test_bad_queue_settings_are_refused_by_name(name, value, says) -> None:
     from qiskit_serverless_operator.config import ConfigError, OperatorConfig
 
-    env = {**REQUIRED, "QSO_GATEWAY_URL": "http://g", name: value}
+    env = {**REQUIRED, "QSO_JOB_ENDPOINT_URL": "http://g", name: value}
     with pytest.raises(ConfigError, match=name) as info:
         OperatorConfig.from_env(env)
     assert says in str(info.value)

@@ -16,10 +16,11 @@ from .. import metrics
 from ..config import OperatorConfig
 from ..kube import Kube
 from ..storage import ObjectStore
-from . import gateway, kopf_settings, scheduler
+from . import job_endpoint, kopf_settings, scheduler
 from .context import Context, get_context, set_context
 from .functions import reconcile_function
 from .jobs import cleanup_job, reconcile_job
+from .jobstore import record_of, store
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +36,15 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     metrics.serve(
         cfg.metrics_port,
         cfg.metrics_bind,
-        phases=lambda: [record.phase for record in scheduler.store.all()],
+        phases=lambda: [record.phase for record in store.all()],
     )
-    memo.gateway = await gateway.start(cfg.gateway_bind, cfg.gateway_port)
+    memo.job_endpoint = await job_endpoint.start(cfg.job_endpoint_bind, cfg.job_endpoint_port)
     log.info("operator configured: runtime image %s, bucket %s", cfg.runtime_image, cfg.s3.bucket)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    runner = getattr(memo, "gateway", None)
+    runner = getattr(memo, "job_endpoint", None)
     if runner is not None:
         await runner.cleanup()
 
@@ -103,9 +104,9 @@ async def job_record(type: str, body: kopf.Body, **_: Any) -> None:
     """Every ServerlessJob event updates the queue's record of that job (see jobstore)."""
     meta = body.get("metadata", {})
     if type == "DELETED":
-        scheduler.store.gone(f"{meta.get('namespace')}/{meta.get('name')}", meta.get("uid", ""))
+        store.gone(f"{meta.get('namespace')}/{meta.get('name')}", meta.get("uid", ""))
     else:
-        scheduler.store.seen(scheduler.record_of(body))
+        store.seen(record_of(body))
 
 
 # No per-job timer: kopf keeps the whole body of every object of a kind that has timers or
@@ -117,8 +118,8 @@ async def admission_tick(body: kopf.Body, **_: Any) -> None:
     if body["metadata"]["name"] != c.QUEUE_NAME:
         return
     records = await scheduler.job_records()
-    await scheduler.tick(dict(body), records)
-    await scheduler.safety_net(records)
+    await scheduler.tick(dict(body), records, start=reconcile_job)
+    await scheduler.safety_net(records, look_again=reconcile_job)
 
 
 @kopf.on.delete(c.GROUP, c.VERSION, c.JOB_PLURAL)

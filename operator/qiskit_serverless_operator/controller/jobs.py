@@ -11,6 +11,7 @@ import datetime
 import json
 import logging
 import secrets
+import time
 from typing import Any
 
 import kopf
@@ -19,7 +20,7 @@ from .. import constants as c
 from .. import metrics, storage
 from ..constants import JobPhase, QueueReason
 from ..kube import ApiError, Job, Pod, QiskitFunction, Secret, ServerlessJob
-from . import gateway, jobspec, scheduler
+from . import job_endpoint, jobspec, usage
 from .conditions import conditions, now_iso
 from .context import Context, get_context
 from .observe import Observation, advance, format_duration, observe
@@ -133,7 +134,7 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
             logs_url=ctx.store.presign_put(
                 storage.logs_key(meta["namespace"], meta["uid"]), lifetime
             ),
-            gateway_token=gateway.make_token(
+            gateway_token=job_endpoint.make_token(
                 meta["namespace"], meta["name"], secrets.token_urlsafe(32)
             ),
         )
@@ -439,7 +440,7 @@ async def _cleanup(ctx: Context, body: dict[str, Any]) -> None:
     meta = body["metadata"]
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
     # Deleting a job must not erase its user's usage (fair share could be gamed so).
-    await scheduler.account_deleted(body)
+    await usage.account_deleted(ctx, body, time.time())
     await ctx.kube.delete(Job, jobspec.batch_job_name(name), ns)
     pods = await ctx.kube.list(Pod, ns, labels={c.LABEL_JOB: name})
     if pods:

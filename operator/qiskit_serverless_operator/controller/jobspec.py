@@ -203,7 +203,7 @@ def batch_job(
         {"name": "RESULTS_PATH", "value": c.POD_RESULTS_PATH},
         {"name": "DATA_PATH", "value": c.POD_DATA_DIR},
         {"name": "ENV_JOB_ID_GATEWAY", "value": uid},
-        {"name": "ENV_JOB_GATEWAY_HOST", "value": cfg.gateway_url},
+        {"name": "ENV_JOB_GATEWAY_HOST", "value": cfg.job_endpoint_url},
         {"name": "QSO_ENTRYPOINT", "value": entrypoint},
         {"name": "QSO_SOURCE_DIR", "value": c.POD_SOURCE_DIR},
         {"name": "QSO_RUNTIME_DIR", "value": c.POD_RUNTIME_DIR},

@@ -16,15 +16,93 @@ was in flight is remembered by UID for a minute so the listing cannot bring it b
 
 from __future__ import annotations
 
+import datetime
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from .scheduler import JobRecord
+from .. import constants as c
+from . import jobspec, queueing
 
 TOMBSTONE_SECONDS = 60.0
+
+
+def epoch(value: str | None) -> float | None:
+    """An RFC 3339 timestamp of the API as seconds since the epoch."""
+    if not value:
+        return None
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """What the queue needs of one ServerlessJob (kept small: 10,000 of them live in memory)."""
+
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    user: str
+    phase: str | None
+    reason: str | None
+    admitted: bool
+    priority: int
+    submitted: float
+    cpu: int
+    memory: int
+    start: float | None
+    end: float | None
+    accounted: bool
+    position: int | None
+    message: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def record_of(body: dict[str, Any]) -> JobRecord:
+    meta, spec = body["metadata"], body.get("spec") or {}
+    status = body.get("status") or {}
+    requests = status.get("requests") or {}
+    try:
+        cpu = queueing.cpu_millis(requests.get("cpu", 0))
+        memory = queueing.memory_bytes(requests.get("memory", 0))
+    except ValueError:
+        cpu = memory = 0
+    submitted = (meta.get("annotations") or {}).get(c.ANNOTATION_SUBMITTED_AT)
+    try:
+        submitted_at = float(submitted) if submitted else None
+    except ValueError:
+        submitted_at = None
+    # Strings most jobs share (namespace, user, phase, reason, message) are interned: one
+    # copy for 10,000 records, not one scattered between the event bodies that carried them
+    # (what is left over of those is what keeps the heap from shrinking afterwards).
+    return JobRecord(
+        namespace=_shared(meta["namespace"]),
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        resource_version=meta.get("resourceVersion", ""),
+        user=_shared(status.get("user") or jobspec.job_user(body)),
+        phase=_shared(status.get("phase")),
+        reason=_shared(status.get("reason")),
+        admitted=bool(status.get("admittedAt")),
+        priority=int(spec.get("priority") or 0),
+        submitted=submitted_at or epoch(meta.get("creationTimestamp")) or 0.0,
+        cpu=cpu,
+        memory=memory,
+        start=epoch(status.get("startTime")),
+        end=epoch(status.get("completionTime")),
+        accounted=bool(status.get("accounted")),
+        position=status.get("queuePosition"),
+        message=_shared(status.get("message")),
+    )
+
+
+def _shared(value: str | None) -> str | None:
+    return sys.intern(value) if isinstance(value, str) else value
 
 
 @dataclass
@@ -74,3 +152,8 @@ class JobStore:
 
     def all(self) -> list[JobRecord]:
         return list(self.records.values())
+
+
+# The operator's one store: kopf's job events write it (handlers.job_record), the
+# admission tick and the metrics read it.
+store = JobStore()

@@ -10,12 +10,11 @@ Each tick works from the cluster's own records alone:
 
 An admission is written to the job's status (``admittedAt``) with a resourceVersion
 precondition before anything is started, so a job is admitted once even across crashes
-and replica hand-overs; ``reconcile_job`` then starts it like any other job.
+and replica hand-overs; the job's own reconcile (handed in by handlers.py, so this module
+imports nothing of jobs.py) then starts it like any other job.
 
-Usage: a job's run seconds (start to completion) are added to its user's decayed total in
-the ledger when it finishes, then the job is marked ``accounted``; the ledger also keeps the
-last accounted job UIDs so a tick repeated after a crash between the two writes does not
-count a job twice. Running jobs add their elapsed seconds on top, live.
+Usage is the ledger's (usage.py): finished jobs' decayed run seconds per user; running jobs
+add their elapsed seconds on top, live.
 """
 
 from __future__ import annotations
@@ -23,29 +22,25 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube import codecs
-from lightkube.generic_resource import create_global_resource
 from lightkube.resources.core_v1 import Node
 
 from .. import constants as c
 from .. import memory
 from ..constants import JobPhase, QueueingStrategy, QueueReason
-from ..kube import ApiError, ServerlessJob
-from . import jobspec, queueing
+from ..kube import ApiError, ServerlessJob, ServerlessQueue
+from . import queueing, usage
 from .conditions import now_iso
 from .context import Context, get_context
-from .jobstore import JobStore
+from .jobstore import JobRecord, record_of, store
 
 log = logging.getLogger(__name__)
 
-ServerlessQueue = create_global_resource(c.GROUP, c.VERSION, c.QUEUE_KIND, c.QUEUE_PLURAL)
-
-ACCOUNTED_UIDS_KEPT = 2000
 MAX_STATUS_PATCHES_PER_TICK = 50
 # A waiting job's position is rewritten at most this often while its reason stays the same:
 # every admission moves every position, and each rewrite is an API write and a watch event.
@@ -53,84 +48,9 @@ POSITION_REFRESH_SECONDS = 10.0
 NODE_CAPACITY_TTL = 30.0
 _TERMINAL = {p.value for p in c.TERMINAL_JOB_PHASES}
 
-
-def _epoch(value: str | None) -> float | None:
-    if not value:
-        return None
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def _iso(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    """What the queue needs of one ServerlessJob (kept small: 10,000 of them live in memory)."""
-
-    namespace: str
-    name: str
-    uid: str
-    resource_version: str
-    user: str
-    phase: str | None
-    reason: str | None
-    admitted: bool
-    priority: int
-    submitted: float
-    cpu: int
-    memory: int
-    start: float | None
-    end: float | None
-    accounted: bool
-    position: int | None
-    message: str | None
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-def record_of(body: dict[str, Any]) -> JobRecord:
-    meta, spec = body["metadata"], body.get("spec") or {}
-    status = body.get("status") or {}
-    requests = status.get("requests") or {}
-    try:
-        cpu = queueing.cpu_millis(requests.get("cpu", 0))
-        memory = queueing.memory_bytes(requests.get("memory", 0))
-    except ValueError:
-        cpu = memory = 0
-    submitted = (meta.get("annotations") or {}).get(c.ANNOTATION_SUBMITTED_AT)
-    try:
-        submitted_at = float(submitted) if submitted else None
-    except ValueError:
-        submitted_at = None
-    # Strings most jobs share (namespace, user, phase, reason, message) are interned: one
-    # copy for 10,000 records, not one scattered between the event bodies that carried them
-    # (what is left over of those is what keeps the heap from shrinking afterwards).
-    return JobRecord(
-        namespace=_shared(meta["namespace"]),
-        name=meta["name"],
-        uid=meta.get("uid", ""),
-        resource_version=meta.get("resourceVersion", ""),
-        user=_shared(status.get("user") or jobspec.job_user(body)),
-        phase=_shared(status.get("phase")),
-        reason=_shared(status.get("reason")),
-        admitted=bool(status.get("admittedAt")),
-        priority=int(spec.get("priority") or 0),
-        submitted=submitted_at or _epoch(meta.get("creationTimestamp")) or 0.0,
-        cpu=cpu,
-        memory=memory,
-        start=_epoch(status.get("startTime")),
-        end=_epoch(status.get("completionTime")),
-        accounted=bool(status.get("accounted")),
-        position=status.get("queuePosition"),
-        message=_shared(status.get("message")),
-    )
-
-
-def _shared(value: str | None) -> str | None:
-    return sys.intern(value) if isinstance(value, str) else value
+# What the tick does to a job it admitted, or the safety net to one in flight: the job's
+# own reconcile, handed in by handlers.py (this module imports nothing of the jobs).
+Reconcile = Callable[[str, str], Awaitable[None]]
 
 
 @dataclass
@@ -139,42 +59,16 @@ class _Memory:
 
     admitted: dict[str, float]
     positions: dict[str, float] = field(default_factory=dict)
-    status: dict[str, Any] | None = None
     safety_net_at: float = 0.0
     nodes: tuple[float, int, int] | None = None  # (fetched at, cpu millis, memory bytes)
 
 
 _memory = _Memory(admitted={})
-store = JobStore()
 # The namespaces the operator watches (empty: all), so its listings see what its events do.
 watched_namespaces: tuple[str, ...] = ()
 # A full listing now and then, besides the first: catches a deletion whose event was lost.
 RESYNC_SECONDS = 600.0
 LIST_PAGE = 500
-# The tick and job finalizers both write the ledger; one writer at a time in this process
-# (only the active replica runs either).
-_ledger_lock = asyncio.Lock()
-
-
-async def account_deleted(body: dict[str, Any]) -> None:
-    """A job deleted before its usage was counted (finalizer): count it now."""
-    rec = record_of(body)
-    if rec.accounted or not rec.admitted or not rec.start:
-        return
-    ctx = get_context()
-    async with _ledger_lock:
-        queue = await ctx.kube.get(ServerlessQueue, c.QUEUE_NAME, None)
-        await _account(ctx, [rec], _latest_status(queue), time.time())
-
-
-def _latest_status(queue: dict[str, Any] | None) -> dict[str, Any]:
-    """The queue's status, with our own last ledger write if the watch has not brought it
-    back yet."""
-    status = dict((queue or {}).get("status") or {})
-    mine = _memory.status
-    if mine and (mine.get("updatedAt") or "") > (status.get("updatedAt") or ""):
-        status = {**status, **mine}
-    return status
 
 
 async def ensure_queue(ctx: Context) -> None:
@@ -225,59 +119,6 @@ async def _capacity(ctx: Context) -> tuple[int | None, int | None]:
     )
 
 
-def _ledger_usage(ledger: dict[str, Any], now: float, half_life: float) -> dict[str, float]:
-    usage: dict[str, float] = {}
-    for user, entry in ledger.items():
-        at = _epoch(entry.get("at")) or now
-        usage[user] = queueing.decayed(float(entry.get("seconds", 0.0)), now - at, half_life)
-    return usage
-
-
-async def _account(
-    ctx: Context, finished: list[JobRecord], status: dict[str, Any], now: float
-) -> dict[str, Any]:
-    """Add finished jobs' run seconds to the ledger (durably), then mark the jobs."""
-    half_life = ctx.config.usage_half_life_seconds
-    seen = list(status.get("accountedJobs") or [])
-    seen_set = set(seen)
-    usage = _ledger_usage(status.get("ledger") or {}, now, half_life)
-    added = False
-    for rec in finished:
-        if rec.uid in seen_set:
-            continue
-        seconds = max(0.0, (rec.end or now) - (rec.start or now))
-        usage[rec.user] = usage.get(rec.user, 0.0) + seconds
-        seen.append(rec.uid)
-        seen_set.add(rec.uid)
-        added = True
-    if added:
-        ledger = {
-            user: {"seconds": round(value, 3), "at": _iso(now)}
-            for user, value in usage.items()
-            if value >= 0.001
-        }
-        seen = seen[-ACCOUNTED_UIDS_KEPT:]
-        status = {**status, "ledger": ledger, "accountedJobs": seen, "updatedAt": _iso(now)}
-        await ctx.kube.patch_status(ServerlessQueue, c.QUEUE_NAME, None, _ledger_patch(status))
-        _memory.status = status
-    for rec in finished:
-        try:
-            await ctx.kube.patch_status(ServerlessJob, rec.name, rec.namespace, {"accounted": True})
-        except ApiError as exc:
-            if exc.status.code != 404:
-                raise
-    return status
-
-
-def _ledger_patch(status: dict[str, Any]) -> dict[str, Any]:
-    # A merge patch merges maps: users no longer in the ledger must be removed explicitly.
-    return {
-        "ledger": status.get("ledger") or {},
-        "accountedJobs": status.get("accountedJobs") or [],
-        "updatedAt": status.get("updatedAt"),
-    }
-
-
 async def _patch_job(ctx: Context, rec: JobRecord, changes: dict[str, Any]) -> bool:
     """A status patch conditional on the record being current; False if it was not."""
     try:
@@ -310,18 +151,19 @@ async def job_records() -> list[JobRecord]:
     return store.all()
 
 
-async def tick(queue: dict[str, Any], records: list[JobRecord]) -> None:
+async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile) -> None:
+    """One admission round: count finished jobs' usage, admit who may start (and start
+    them with ``start``), tell the others why they wait and where."""
     ctx = get_context()
     cfg = ctx.config
     now = time.time()
-    status = _latest_status(queue)
+    status = usage.latest_status(queue)
 
     finished = [
         r for r in records if r.phase in _TERMINAL and r.admitted and r.start and not r.accounted
     ]
     if finished:
-        async with _ledger_lock:
-            status = await _account(ctx, finished, status, now)
+        status = await usage.account(ctx, finished, status, now)
 
     for key, at in list(_memory.admitted.items()):
         if now - at > 60:
@@ -343,10 +185,10 @@ async def tick(queue: dict[str, Any], records: list[JobRecord]) -> None:
             _memory.admitted.pop(rec.key, None)
             _memory.positions.pop(rec.key, None)
 
-    usage = _ledger_usage(status.get("ledger") or {}, now, cfg.usage_half_life_seconds)
+    used = usage.decayed_usage(status.get("ledger") or {}, now, cfg.usage_half_life_seconds)
     for r in running_records:
         if r.start:
-            usage[r.user] = usage.get(r.user, 0.0) + max(0.0, now - r.start)
+            used[r.user] = used.get(r.user, 0.0) + max(0.0, now - r.start)
 
     cpu, memory = await _capacity(ctx)
     limits = queueing.Limits(
@@ -362,7 +204,7 @@ async def tick(queue: dict[str, Any], records: list[JobRecord]) -> None:
             for r in waiting_records.values()
         ],
         [queueing.Running(r.namespace, r.user, r.cpu, r.memory) for r in running_records],
-        usage,
+        used,
         limits,
     )
 
@@ -425,14 +267,10 @@ async def tick(queue: dict[str, Any], records: list[JobRecord]) -> None:
             _memory.positions[key] = now
 
     if started:
-        from .jobs import reconcile_job  # jobs imports nothing from here; avoid a cycle
-
-        await asyncio.gather(
-            *(reconcile_job(r.namespace, r.name) for r in started), return_exceptions=True
-        )
+        await asyncio.gather(*(start(r.namespace, r.name) for r in started), return_exceptions=True)
 
     still_waiting = [r for r in waiting_records.values() if r.key in plan.waiting]
-    await _write_summary(ctx, queue, [*running_records, *started], still_waiting, usage, limits)
+    await _write_summary(ctx, queue, [*running_records, *started], still_waiting, used, limits)
 
 
 def _user_entry(users: dict[str, dict[str, Any]], user: str) -> dict[str, Any]:
@@ -444,13 +282,13 @@ async def _write_summary(
     queue: dict[str, Any],
     running: list[JobRecord],
     waiting: list[JobRecord],
-    usage: dict[str, float],
+    used: dict[str, float],
     limits: queueing.Limits,
 ) -> None:
     """The ServerlessQueue's status: what `kubectl get sq` and `-o yaml` show."""
     cfg = ctx.config
     users: dict[str, dict[str, Any]] = {}
-    for user, seconds in usage.items():
+    for user, seconds in used.items():
         if seconds >= 0.05:
             _user_entry(users, user)["usageSeconds"] = round(seconds, 1)
     for rec in running:
@@ -495,7 +333,7 @@ SAFETY_NET_SECONDS = 30.0
 SAFETY_NET_CONCURRENCY = 10
 
 
-async def safety_net(records: list[JobRecord]) -> None:
+async def safety_net(records: list[JobRecord], look_again: Reconcile) -> None:
     """A missed watch event must not leave a job stuck: every 30 s, look again at each job
     that is starting or running (from the store, so nothing more per job is kept in memory)."""
     now = time.monotonic()
@@ -506,14 +344,12 @@ async def safety_net(records: list[JobRecord]) -> None:
     active = [r for r in records if r.phase in (JobPhase.INITIALIZING, JobPhase.RUNNING)]
     if not active:
         return
-    from .jobs import reconcile_job  # jobs imports this module
-
     limit = asyncio.Semaphore(SAFETY_NET_CONCURRENCY)
 
     async def look(rec: JobRecord) -> None:
         async with limit:
             try:
-                await reconcile_job(rec.namespace, rec.name)
+                await look_again(rec.namespace, rec.name)
             except Exception as exc:  # the job's own handlers report and retry
                 log.debug("safety net: %s: %s", rec.key, exc)
 

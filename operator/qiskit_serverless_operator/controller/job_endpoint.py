@@ -1,7 +1,12 @@
-"""The endpoint job pods call for ``qiskit_serverless.update_status()``.
+"""The operator's job endpoint: what a running program calls back (``ENV_JOB_GATEWAY_HOST``).
 
+Not the REST gateway users talk to (``qiskit_serverless_operator.gateway``): this one is
+served by every operator replica, answers job pods only, and authenticates them with the
+per-job token below.
+
+``qiskit_serverless.update_status()`` sends
 ``PATCH /api/{version}/jobs/{job uid}/sub_status/`` with form field ``sub_status`` and
-``Authorization: Bearer <token>``, as the qiskit_serverless package sends it. The token
+``Authorization: Bearer <token>``. The token
 is per job: ``<namespace>.<job name>.<random>``, kept in the job's runtime Secret, so the
 operator finds the job without an index and a pod can update only its own job.
 """
@@ -75,5 +80,5 @@ async def start(bind: str, port: int) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, bind, port).start()
-    log.info("gateway listening on %s:%d", bind, port)
+    log.info("job endpoint listening on %s:%d", bind, port)
     return runner
