@@ -72,6 +72,8 @@ ANNOTATION_SUBMITTER = f"{GROUP}/submitter"
 # When the SDK submitted a job, with sub-second resolution (creationTimestamp has 1 s): it
 # orders jobs() and, within one second, the admission queue.
 ANNOTATION_SUBMITTED_AT = f"{GROUP}/submitted-at"
+# A ServerlessJob's UID, as written in its status: `--field-selector status.jobId=<uid>`.
+JOB_ID_FIELD = "status.jobId"
 # Kueue's contract: a job with this label is admitted by Kueue, not by the operator's queue.
 LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 

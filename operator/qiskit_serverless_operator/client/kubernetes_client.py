@@ -9,17 +9,13 @@ Kubernetes rights that reading Secrets in the namespace needs.
 from __future__ import annotations
 
 import base64
-import hashlib
-import io
 import json
 import os
 import re
 import sys
-import tarfile
 import time
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +30,14 @@ from qiskit_serverless.exception import QiskitServerlessException
 from qiskit_serverless.serializers.program_serializers import QiskitObjectsEncoder
 
 from .. import constants as c
+from .. import objects, source
 
 NO_LOGS = "No logs yet."
 SUBMITTED_AT = c.ANNOTATION_SUBMITTED_AT
 STOPPED = "Job has been stopped."
-# Inline source travels in the QiskitFunction object; larger programs need image builds.
-MAX_INLINE_SOURCE_BYTES = 900 * 1024
-MAX_ARCHIVE_BYTES = 100 * 1024 * 1024
-SKIPPED_DIRS = {"__pycache__", ".git", ".ipynb_checkpoints", ".venv", "venv"}
-
-
-class NeedsArchive(QiskitServerlessException):
-    """The folder does not fit inline in the QiskitFunction (too big, or binary files)."""
+MAX_ARCHIVE_BYTES = source.MAX_ARCHIVE_BYTES
+NeedsArchive = source.NeedsArchive
+object_name = objects.object_name
 
 
 def _api_error(exc: ApiException, what: str, namespace: str) -> QiskitServerlessException:
@@ -80,60 +72,42 @@ def encode_arguments(arguments: dict[str, Any] | None) -> str:
         ) from exc
 
 
-def object_name(title: str) -> str:
-    """A QiskitFunction title (underscores allowed) as a DNS-1123 object name."""
-    name = re.sub(r"[^a-z0-9-]+", "-", title.lower()).strip("-") or "function"
-    if name != title or len(name) > 50:
-        name = f"{name[:40].rstrip('-')}-{hashlib.sha256(title.encode()).hexdigest()[:8]}"
-    return name
-
-
-def read_program_files(program: QiskitFunction) -> dict[str, str]:
-    """The function's folder as {relative path: text}; the entrypoint must be among them."""
+def _folder_members(program: QiskitFunction) -> list[tuple[str, bytes]]:
     folder = Path(program.working_dir or ".").expanduser()
     if not folder.is_dir():
         raise QiskitServerlessException(f"working_dir {str(folder)!r} is not a folder")
-    files: dict[str, str] = {}
-    size = 0
+    members = []
     for path in sorted(folder.rglob("*")):
-        if not path.is_file() or any(part in SKIPPED_DIRS for part in path.parts):
-            continue
         relative = path.relative_to(folder).as_posix()
-        try:
-            text = path.read_text()
-        except UnicodeDecodeError as exc:
-            raise NeedsArchive(f"{relative} is not a text file") from exc
-        size += len(text.encode()) + len(relative)
-        files[relative] = text
-    if program.entrypoint not in files:
-        raise QiskitServerlessException(
-            f"entrypoint {program.entrypoint!r} is not in {str(folder)!r} "
-            f"(found: {', '.join(sorted(files)) or 'no files'})"
-        )
-    if size > MAX_INLINE_SOURCE_BYTES:
-        raise NeedsArchive(f"the folder holds {size} bytes")
-    return files
+        if path.is_file() and not source.skipped(relative):
+            members.append((relative, path.read_bytes()))
+    return members
+
+
+def read_program_files(program: QiskitFunction) -> dict[str, str]:
+    """The function's folder as {relative path: text}; the entrypoint must be among them.
+    Raises NeedsArchive when the folder is too big (or too binary) to go inline."""
+    members = _folder_members(program)
+    try:
+        return source.inline_files(members, program.entrypoint)
+    except source.SourceError as exc:
+        folder = program.working_dir or "."
+        raise QiskitServerlessException(f"{exc} (folder {folder!r})") from exc
 
 
 def pack_program(program: QiskitFunction) -> tuple[bytes, str]:
     """The folder as a reproducible tar.gz (sorted, zero mtimes) and its sha256."""
-    folder = Path(program.working_dir or ".").expanduser()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
-        for path in sorted(folder.rglob("*")):
-            if not path.is_file() or any(part in SKIPPED_DIRS for part in path.parts):
-                continue
-            info = tar.gettarinfo(str(path), arcname=path.relative_to(folder).as_posix())
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-            with path.open("rb") as handle:
-                tar.addfile(info, handle)
-    data = buffer.getvalue()
-    if len(data) > MAX_ARCHIVE_BYTES:
+    members = _folder_members(program)
+    size = sum(len(content) for _, content in members)
+    if size > MAX_ARCHIVE_BYTES:
         raise QiskitServerlessException(
-            f"the program folder packs to {len(data)} bytes, over the {MAX_ARCHIVE_BYTES} "
+            f"the program folder holds {size} bytes, over the {MAX_ARCHIVE_BYTES} "
             "limit; keep data out of working_dir and pass it as an argument or a location"
         )
-    return data, hashlib.sha256(data).hexdigest()
+    try:
+        return source.pack(members)
+    except source.SourceError as exc:
+        raise QiskitServerlessException(str(exc)) from exc
 
 
 class KubernetesClient(BaseClient):
@@ -184,12 +158,6 @@ class KubernetesClient(BaseClient):
                 self._user = ""
         return self._user or None
 
-    def _job_annotations(self) -> dict[str, str]:
-        annotations = {SUBMITTED_AT: f"{time.time():.6f}"}
-        if self.user:
-            annotations[c.ANNOTATION_SUBMITTER] = self.user
-        return annotations
-
     def __repr__(self) -> str:
         return f"<KubernetesClient(host={self.host}, namespace={self.namespace})>"
 
@@ -221,7 +189,19 @@ class KubernetesClient(BaseClient):
             except ApiException as exc:
                 if exc.status != 404:
                     raise _api_error(exc, "read the job", self.namespace) from exc
-        for body in self._list(c.JOB_PLURAL):
+        try:
+            # The operator writes the UID into the job's first status (a selectable field).
+            found = self._custom.list_namespaced_custom_object(
+                c.GROUP,
+                c.VERSION,
+                self.namespace,
+                c.JOB_PLURAL,
+                field_selector=f"{c.JOB_ID_FIELD}={job_id}",
+            )["items"]
+        except ApiException as exc:
+            raise _api_error(exc, "list serverlessjobs", self.namespace) from exc
+        # A job the operator has not seen yet has no status: look through them all.
+        for body in found or self._list(c.JOB_PLURAL):
             self._names[body["metadata"]["uid"]] = body["metadata"]["name"]
             if body["metadata"]["uid"] == job_id:
                 return body
@@ -316,12 +296,7 @@ class KubernetesClient(BaseClient):
                 archive, sha256 = pack_program(program)
                 spec["source"] = {"archive": {"sha256": sha256}}
         name = object_name(program.title)
-        body = {
-            "apiVersion": c.API_VERSION,
-            "kind": c.FUNCTION_KIND,
-            "metadata": {"name": name},
-            "spec": spec,
-        }
+        body = objects.function(name, spec)
         try:
             self._custom.create_namespaced_custom_object(
                 c.GROUP, c.VERSION, self.namespace, c.FUNCTION_PLURAL, body
@@ -439,69 +414,38 @@ class KubernetesClient(BaseClient):
                 "serverless.functions() lists the ones you can run"
             )
         encoded = encode_arguments(arguments)
-        if len(encoded.encode()) > c.SECRET_MAX_BYTES - 4096:
-            raise QiskitServerlessException(
-                f"the arguments are {len(encoded.encode())} bytes, over the 1 MiB a job's "
-                "arguments Secret holds; put large inputs in object storage and pass where "
-                "they are instead"
-            )
-        name = f"{object_name(title)[:40].rstrip('-')}-{uuid.uuid4().hex[:8]}"
-        secret_name = f"{name}-args"
+        too_large = objects.arguments_too_large(encoded)
+        if too_large:
+            raise QiskitServerlessException(too_large)
+        name = objects.new_job_name(title)
+        secret_name = objects.arguments_secret_name(name)
         try:
             # The Secret first: the operator may look at the job the moment it exists.
             self._core.create_namespaced_secret(
-                self.namespace,
-                k8s.V1Secret(
-                    metadata=k8s.V1ObjectMeta(name=secret_name, labels={c.LABEL_JOB: name}),
-                    string_data={c.ARGUMENTS_FILE: encoded},
-                    type="Opaque",
-                ),
+                self.namespace, objects.arguments_secret(secret_name, name, encoded)
             )
             body = self._custom.create_namespaced_custom_object(
                 c.GROUP,
                 c.VERSION,
                 self.namespace,
                 c.JOB_PLURAL,
-                {
-                    "apiVersion": c.API_VERSION,
-                    "kind": c.JOB_KIND,
-                    # creationTimestamp has 1 s resolution: this orders jobs() within a second.
-                    "metadata": {"name": name, "annotations": self._job_annotations()},
-                    "spec": self._job_spec(title, secret_name),
-                },
+                objects.job(
+                    name,
+                    title,
+                    arguments_secret=secret_name,
+                    annotations=objects.submission_annotations(self.user),
+                    credentials_secret=self.credentials_secret,
+                ),
             )
             # Owned by the job from now on: deleting the job deletes its arguments.
             self._core.patch_namespaced_secret(
-                secret_name,
-                self.namespace,
-                {
-                    "metadata": {
-                        "ownerReferences": [
-                            {
-                                "apiVersion": c.API_VERSION,
-                                "kind": c.JOB_KIND,
-                                "name": name,
-                                "uid": body["metadata"]["uid"],
-                                "blockOwnerDeletion": True,
-                            }
-                        ]
-                    }
-                },
+                secret_name, self.namespace, objects.owned_by_job(body)
             )
         except ApiException as exc:
             raise _api_error(exc, "create the job", self.namespace) from exc
         uid = body["metadata"]["uid"]
         self._names[uid] = name
         return Job(uid, job_service=self, raw_data={"status": "QUEUED"})
-
-    def _job_spec(self, title: str, secret_name: str) -> dict[str, Any]:
-        spec: dict[str, Any] = {
-            "function": title,
-            "arguments": {"secretRef": {"name": secret_name}},
-        }
-        if self.credentials_secret:
-            spec["credentials"] = {"secretRef": {"name": self.credentials_secret}}
-        return spec
 
     def validate_arguments(
         self, title: str, arguments: dict[str, Any] | None = None, provider: str | None = None

@@ -3,7 +3,8 @@
 - ``spec.image``: a prebuilt image; Ready at once (pull problems surface on the job).
 - ``spec.source.files`` without dependencies: the files go into a ConfigMap owned by the
   function, mounted into job pods on top of the runtime base image; Ready.
-- Dependencies or an archive need an image build, which this version does not do yet:
+- Dependencies or an archive: an image built in the cluster (build Job per content hash,
+  buildspec.py), then Ready with the pushed image pinned by digest; no registry configured:
   Failed, with a message saying so (never Pending forever).
 """
 
@@ -21,14 +22,13 @@ from .. import constants as c
 from .. import storage
 from ..constants import FunctionPhase
 from ..kube import ApiError, Job, Pod, QiskitFunction, ServerlessJob
+from ..source import MAX_INLINE_SOURCE_BYTES
 from . import buildspec, jobspec
 from .conditions import conditions
 from .context import Context, get_context
 from .jobs import reconcile_job
 
 UPLOAD_LINK_SECONDS = 3600
-# A ConfigMap holds at most 1 MiB; leave room for keys and metadata.
-MAX_INLINE_SOURCE_BYTES = 900 * 1024
 
 
 def source_digest(spec: dict[str, Any]) -> str:

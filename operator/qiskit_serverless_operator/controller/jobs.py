@@ -185,6 +185,8 @@ async def _write_status(ctx: Context, sj: dict[str, Any], changes: dict[str, Any
     new = {**old, **changes}
     phase = JobPhase(new["phase"])
     new["observedGeneration"] = meta.get("generation", 1)
+    # Clients know a job by its UID; a field selector on this finds it (crds/, selectableFields).
+    new["jobId"] = meta["uid"]
     new["duration"] = _duration(new)
     new["conditions"] = _conditions(
         phase,
