@@ -1,10 +1,19 @@
-"""Shared pytest set-up: each test gets the marker of its tier from its folder."""
+"""Shared pytest set-up: each test gets the marker of its tier from its folder.
+
+The cluster fixtures are declared here, once for the whole run: declared in both
+tests/integration/conftest.py and tests/e2e/conftest.py, a session-scoped fixture is two
+fixtures, so a run of both tiers started two session operators on the same ports (the second
+one's startup failed to bind and retried while the first did its work, so a test that
+stopped "the" operator stopped the wrong one). They are lazy: unit tests never start them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+from tests.kube import api_client, cluster, core, crds, namespace, operator  # noqa: F401
 
 _TIERS = ("unit", "integration", "e2e")
 

@@ -169,6 +169,9 @@ class OperatorProcess:
             **(extra_env or {}),
         }
         self.liveness = f"http://127.0.0.1:{ports[1]}/healthz"
+        # Served by the operator's startup handler: kopf's liveness endpoint answers before
+        # startup has finished (and while a failed startup waits to be retried).
+        self.job_endpoint = f"http://{cluster['node_ip']}:{ports[0]}/healthz"
 
     def start(self) -> None:
         log = self.log_path.open("ab")
@@ -191,12 +194,17 @@ class OperatorProcess:
             if self.proc.poll() is not None:
                 pytest.fail(f"operator exited with {self.proc.returncode}; see {self.log_path}")
             try:
-                with urllib.request.urlopen(self.liveness, timeout=2) as r:
-                    return r.status == 200
+                for url in (self.liveness, self.job_endpoint):
+                    with urllib.request.urlopen(url, timeout=2) as r:
+                        if r.status != 200:
+                            return False
+                return True
             except OSError:
                 return False
 
-        wait_until(healthy, timeout=60, what="the operator's liveness endpoint", interval=0.5)
+        wait_until(
+            healthy, timeout=60, what="the operator's liveness and job endpoints", interval=0.5
+        )
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no finalizers, exactly like a crashed pod."""

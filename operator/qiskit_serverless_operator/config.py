@@ -7,13 +7,14 @@ import random
 from dataclasses import dataclass, field
 
 from .constants import QueueingStrategy
+from .files import Limits
 
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-def _int(env: dict[str, str], name: str, default: int) -> int:
+def int_setting(env: dict[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -26,7 +27,7 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
 def _optional_int(env: dict[str, str], name: str) -> int | None:
     if not env.get(name):
         return None
-    value = _int(env, name, 0)
+    value = int_setting(env, name, 0)
     if value < 1:
         raise ConfigError(f"{name} must be at least 1 (unset it for no limit), got {value}")
     return value
@@ -74,6 +75,36 @@ class S3Settings:
     access_key: str = field(repr=False)
     secret_key: str = field(repr=False)
     region: str = "us-east-1"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> S3Settings:
+        return cls(
+            endpoint=env["QSO_S3_ENDPOINT"],
+            bucket=env["QSO_S3_BUCKET"],
+            access_key=env["QSO_S3_ACCESS_KEY"],
+            secret_key=env["QSO_S3_SECRET_KEY"],
+            region=env.get("QSO_S3_REGION", "us-east-1"),
+        )
+
+
+S3_REQUIRED = ("QSO_S3_ENDPOINT", "QSO_S3_BUCKET", "QSO_S3_ACCESS_KEY", "QSO_S3_SECRET_KEY")
+
+
+def require(env: dict[str, str], names: tuple[str, ...]) -> None:
+    missing = [name for name in names if not env.get(name)]
+    if missing:
+        raise ConfigError("missing settings: " + ", ".join(missing))
+
+
+def file_limits(env: dict[str, str]) -> Limits:
+    """The files API's limits, the same for the REST gateway and the operator's job endpoint."""
+    limits = Limits(
+        max_file_bytes=int_setting(env, "QSO_FILES_MAX_FILE_BYTES", Limits.max_file_bytes),
+        quota_bytes=int_setting(env, "QSO_FILES_QUOTA_BYTES", Limits.quota_bytes),
+    )
+    if limits.max_file_bytes < 1 or limits.quota_bytes < 1:
+        raise ConfigError("QSO_FILES_MAX_FILE_BYTES and QSO_FILES_QUOTA_BYTES must be positive")
+    return limits
 
 
 @dataclass(frozen=True)
@@ -129,42 +160,26 @@ class OperatorConfig:
     usage_half_life_seconds: int = 3600
     # Waiting jobs whose status shows an exact queue position (the rest: "position N+").
     queue_positions_shown: int = 100
+    # The files API (files.py): what a job's pod may store in /data and /function_data.
+    files: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
         env = dict(os.environ if env is None else env)
-        missing = [
-            name
-            for name in (
-                "QSO_S3_ENDPOINT",
-                "QSO_S3_BUCKET",
-                "QSO_S3_ACCESS_KEY",
-                "QSO_S3_SECRET_KEY",
-                "QSO_RUNTIME_IMAGE",
-                "QSO_JOB_ENDPOINT_URL",
-            )
-            if not env.get(name)
-        ]
-        if missing:
-            raise ConfigError("missing operator settings: " + ", ".join(missing))
+        require(env, (*S3_REQUIRED, "QSO_RUNTIME_IMAGE", "QSO_JOB_ENDPOINT_URL"))
         return cls(
-            s3=S3Settings(
-                endpoint=env["QSO_S3_ENDPOINT"],
-                bucket=env["QSO_S3_BUCKET"],
-                access_key=env["QSO_S3_ACCESS_KEY"],
-                secret_key=env["QSO_S3_SECRET_KEY"],
-                region=env.get("QSO_S3_REGION", "us-east-1"),
-            ),
+            s3=S3Settings.from_env(env),
+            files=file_limits(env),
             runtime_image=env["QSO_RUNTIME_IMAGE"],
             job_endpoint_url=env["QSO_JOB_ENDPOINT_URL"].rstrip("/"),
             job_endpoint_bind=env.get("QSO_JOB_ENDPOINT_BIND", "0.0.0.0"),
-            job_endpoint_port=_int(env, "QSO_JOB_ENDPOINT_PORT", 8000),
-            metrics_port=_int(env, "QSO_METRICS_PORT", 9090),
+            job_endpoint_port=int_setting(env, "QSO_JOB_ENDPOINT_PORT", 8000),
+            metrics_port=int_setting(env, "QSO_METRICS_PORT", 9090),
             metrics_bind=env.get("QSO_METRICS_BIND", "0.0.0.0"),
-            finished_pod_ttl_seconds=_int(env, "QSO_FINISHED_POD_TTL_SECONDS", 300),
+            finished_pod_ttl_seconds=int_setting(env, "QSO_FINISHED_POD_TTL_SECONDS", 300),
             retain_objects_on_delete=_bool(env, "QSO_RETAIN_OBJECTS_ON_DELETE", False),
-            max_log_bytes=_int(env, "QSO_MAX_LOG_BYTES", 50 * 1024 * 1024),
-            default_timeout_seconds=_int(env, "QSO_DEFAULT_TIMEOUT_SECONDS", 24 * 3600),
+            max_log_bytes=int_setting(env, "QSO_MAX_LOG_BYTES", 50 * 1024 * 1024),
+            default_timeout_seconds=int_setting(env, "QSO_DEFAULT_TIMEOUT_SECONDS", 24 * 3600),
             default_cpu=env.get("QSO_DEFAULT_CPU", "500m"),
             default_memory=env.get("QSO_DEFAULT_MEMORY", "1Gi"),
             namespace=env.get("QSO_NAMESPACE") or None,
@@ -179,15 +194,15 @@ class OperatorConfig:
                 for key in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
                 if env.get(f"QSO_BUILD_{key}")
             },
-            build_timeout_seconds=_int(env, "QSO_BUILD_TIMEOUT_SECONDS", 1800),
+            build_timeout_seconds=int_setting(env, "QSO_BUILD_TIMEOUT_SECONDS", 1800),
             peering=env.get("QSO_PEERING", "qiskit-serverless-operator"),
-            peering_priority=_int(env, "QSO_PEERING_PRIORITY", random.randint(1, 1_000_000)),
-            peering_lifetime_seconds=_int(env, "QSO_PEERING_LIFETIME_SECONDS", 30),
+            peering_priority=int_setting(env, "QSO_PEERING_PRIORITY", random.randint(1, 1_000_000)),
+            peering_lifetime_seconds=int_setting(env, "QSO_PEERING_LIFETIME_SECONDS", 30),
             max_running_per_user=_optional_int(env, "QSO_MAX_RUNNING_PER_USER"),
             max_running_per_namespace=_optional_int(env, "QSO_MAX_RUNNING_PER_NAMESPACE"),
             capacity_cpu=_quantity(env, "QSO_CAPACITY_CPU", "cpu"),
             capacity_memory=_quantity(env, "QSO_CAPACITY_MEMORY", "memory"),
             queueing_strategy=_strategy(env, "QSO_QUEUEING_STRATEGY"),
-            usage_half_life_seconds=_int(env, "QSO_USAGE_HALF_LIFE_SECONDS", 3600),
-            queue_positions_shown=_int(env, "QSO_QUEUE_POSITIONS_SHOWN", 100),
+            usage_half_life_seconds=int_setting(env, "QSO_USAGE_HALF_LIFE_SECONDS", 3600),
+            queue_positions_shown=int_setting(env, "QSO_QUEUE_POSITIONS_SHOWN", 100),
         )

@@ -109,6 +109,7 @@ POD_RUNTIME_DIR = "/run/qso/runtime"
 POD_SOURCE_DIR = "/function"
 POD_RESULTS_PATH = "/results/result.json"
 POD_DATA_DIR = "/data"
+POD_FUNCTION_DATA_DIR = "/function_data"
 RUNTIME_MODULE = "qiskit_serverless_operator.runtime"
 
 # Kubernetes limits the operator checks before the apiserver does, to say something useful.

@@ -62,18 +62,46 @@ class Kube:
             raise
 
     async def list(
-        self, res: Any, namespace: str, labels: dict[str, str] | None = None
+        self,
+        res: Any,
+        namespace: str,
+        labels: dict[str, str] | None = None,
+        fields: dict[str, str] | None = None,
     ) -> list[dict[str, Any]]:
-        return [obj async for obj in self.each(res, namespace, labels=labels)]
+        return [obj async for obj in self.each(res, namespace, labels=labels, fields=fields)]
 
     async def each(
-        self, res: Any, namespace: str, page: int = 500, labels: dict[str, str] | None = None
+        self,
+        res: Any,
+        namespace: str,
+        page: int = 500,
+        labels: dict[str, str] | None = None,
+        fields: dict[str, str] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """Every object, listed a page at a time: for kinds that can number thousands."""
         async for obj in self.client.list(
-            res, namespace=namespace, chunk_size=page, labels=labels or None
+            res, namespace=namespace, chunk_size=page, labels=labels or None, fields=fields or None
         ):
             yield _plain(obj)
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create ``obj``; a conflict is the caller's to handle (ApiError 409)."""
+        namespace = obj["metadata"].get("namespace")
+        return _plain(await self.client.create(codecs.from_dict(obj), namespace=namespace))
+
+    async def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Replace ``obj`` (its metadata.resourceVersion guards against a concurrent writer)."""
+        namespace = obj["metadata"].get("namespace")
+        return _plain(await self.client.replace(codecs.from_dict(obj), namespace=namespace))
+
+    async def patch(
+        self, res: Any, name: str, namespace: str | None, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A JSON merge patch of the object itself (not its status)."""
+        patched = await self.client.patch(
+            res, name, body, namespace=namespace, patch_type=PatchType.MERGE
+        )
+        return _plain(patched)
 
     async def create_or_get(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create ``obj``; if it already exists (an earlier run made it), return that one."""

@@ -122,6 +122,36 @@ class ObjectStore:
         for key in keys:
             self._client.delete_object(Bucket=self.bucket, Key=key)
 
+    def list_folder(self, prefix: str) -> list[tuple[str, int]]:
+        """The objects directly in the folder ``prefix`` (ending in '/'): (name, size),
+        sorted; objects in sub-folders are not listed."""
+        found: list[tuple[str, int]] = []
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            for item in page.get("Contents") or []:
+                name = item["Key"][len(prefix) :]
+                if name:
+                    found.append((name, int(item["Size"])))
+        return sorted(found)
+
+    def open(self, key: str) -> tuple[Any, int] | None:
+        """A streaming body and its size, or None when the object does not exist."""
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+        return response["Body"], int(response["ContentLength"])
+
+    def put_file(self, key: str, handle: Any, content_type: str) -> None:
+        """Store an open file (streamed, in parts when large)."""
+        self._client.upload_fileobj(
+            handle, self.bucket, key, ExtraArgs={"ContentType": content_type}
+        )
+
     # The operator is asyncio; boto3 blocks. These run the calls in a worker thread.
     async def asize(self, key: str) -> int | None:
         return await asyncio.to_thread(self.size, key)
@@ -134,3 +164,6 @@ class ObjectStore:
 
     async def adelete(self, *keys: str) -> None:
         await asyncio.to_thread(self.delete, *keys)
+
+    async def alist_folder(self, prefix: str) -> list[tuple[str, int]]:
+        return await asyncio.to_thread(self.list_folder, prefix)

@@ -208,6 +208,9 @@ def batch_job(
         {"name": "QSO_SOURCE_DIR", "value": c.POD_SOURCE_DIR},
         {"name": "QSO_RUNTIME_DIR", "value": c.POD_RUNTIME_DIR},
         {"name": "QSO_MAX_LOG_BYTES", "value": str(cfg.max_log_bytes)},
+        # The wrapper fills /data and /function_data from the files API and keeps what the
+        # program writes there (runtime/folders.py), through the job endpoint.
+        {"name": "QSO_FILES_SYNC", "value": "1"},
         {"name": "HOME", "value": "/tmp"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {
@@ -239,6 +242,7 @@ def batch_job(
                 }
             )
 
+    folder_room = cfg.files.quota_bytes + cfg.files.max_file_bytes
     volumes: list[dict[str, Any]] = [
         {
             "name": "arguments",
@@ -253,7 +257,10 @@ def batch_job(
             "secret": {"secretName": runtime_secret_name(name), "defaultMode": 0o440},
         },
         {"name": "tmp", "emptyDir": {}},
-        {"name": "data", "emptyDir": {}},
+        # Room for a full folder and one more file being written: the kubelet evicts a pod
+        # that goes past it instead of letting it fill the node's disk.
+        {"name": "data", "emptyDir": {"sizeLimit": str(folder_room)}},
+        {"name": "function-data", "emptyDir": {"sizeLimit": str(folder_room)}},
         {"name": "results", "emptyDir": {}},
     ]
     mounts: list[dict[str, Any]] = [
@@ -261,6 +268,7 @@ def batch_job(
         {"name": "runtime", "mountPath": c.POD_RUNTIME_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "data", "mountPath": c.POD_DATA_DIR},
+        {"name": "function-data", "mountPath": c.POD_FUNCTION_DATA_DIR},
         {"name": "results", "mountPath": c.POD_RESULTS_PATH.rsplit("/", 1)[0]},
     ]
     source_cm = (qf.get("status") or {}).get("sourceConfigMap")

@@ -3,8 +3,11 @@
 - Runs ``$QSO_SOURCE_DIR/$QSO_ENTRYPOINT`` with the same Python, passing its output through
   (so ``kubectl logs`` shows it) and keeping a bounded tail that is uploaded to object storage
   every few seconds and at the end, through the presigned URL in the runtime Secret.
+- Before the program starts, fills ``/data`` and ``/function_data`` from the files API's
+  folders, and after it ends keeps what it wrote there (folders.py).
 - After a successful run, uploads the file the program wrote with ``save_result()``.
-- Exits with the program's exit code (2: entrypoint missing, 3: the result could not be stored).
+- Exits with the program's exit code (2: entrypoint missing, 3: the result could not be
+  stored, 4: the job's files could not be fetched or kept).
 - Forwards SIGTERM/SIGINT to the program, so a stopped job ends promptly.
 """
 
@@ -20,9 +23,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .folders import FolderError, Folders
+
 UPLOAD_EVERY_SECONDS = 5.0
 EXIT_ENTRYPOINT_MISSING = 2
 EXIT_RESULT_NOT_STORED = 3
+EXIT_FILES_FAILED = 4
 
 
 def note(message: str) -> None:
@@ -105,6 +111,16 @@ def main() -> int:
         )
         return EXIT_ENTRYPOINT_MISSING
 
+    folders = Folders.from_env()
+    if folders is not None:
+        try:
+            fetched = folders.download()
+        except FolderError as exc:
+            note(f"the job's files could not be fetched, so the program was not started: {exc}")
+            return EXIT_FILES_FAILED
+        if fetched:
+            note(f"{fetched} file(s) in {', '.join(sorted(folders.fetched))}")
+
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source_dir), env.get("PYTHONPATH")]))
     child = subprocess.Popen(
@@ -140,6 +156,16 @@ def main() -> int:
         except (OSError, urllib.error.URLError) as exc:
             note(f"final log upload failed: {exc}")
 
+    files_failed = False
+    if folders is not None:
+        try:
+            kept = folders.upload()
+            if kept:
+                note(f"kept {', '.join(kept)}")
+        except FolderError as exc:
+            note(f"the files the program wrote could not all be kept: {exc}")
+            files_failed = True
+
     if code == 0 and results_path.exists() and result_url:
         started = time.monotonic()
         for attempt in range(1, 4):
@@ -155,6 +181,8 @@ def main() -> int:
     if code < 0:
         note(f"the program was ended by signal {-code}")
         return 128 - code
+    if code == 0 and files_failed:
+        return EXIT_FILES_FAILED
     return code
 
 

@@ -1,0 +1,1 @@
+"""The REST gateway: the Qiskit Serverless gateway API over the custom resources."""

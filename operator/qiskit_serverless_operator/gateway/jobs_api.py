@@ -1,0 +1,262 @@
+"""``/api/v1/jobs/...``: list jobs, and a job's status, result, logs, events and stop.
+
+Rights are those kubectl needs for the same: ``list``/``get serverlessjobs`` to see jobs,
+``patch serverlessjobs`` to stop one, and ``get secrets`` on the job's read-link Secret
+(``sj-out-<job>``) to read its result or logs (the SDK reads them through that Secret).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from aiohttp import web
+from lightkube.core.exceptions import ApiError
+
+from .. import constants as c
+from .. import logsplit, storage
+from ..constants import JobPhase
+from ..controller import jobspec
+from ..kube import ServerlessJob
+from . import shapes
+from .auth import Caller
+from .errors import GatewayError, bad_request, forbidden
+from .state import GATEWAY, Gateway, Routes, query
+
+routes = Routes()
+MESSAGE_STOPPED = "Job has been stopped."
+MESSAGE_TERMINAL = "Job already in terminal state."
+DEFAULT_PAGE = 100
+
+
+def _gateway(request: web.Request) -> Gateway:
+    return request.app[GATEWAY]
+
+
+def _int(request: web.Request, name: str, default: int) -> int:
+    raw = query(request, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"'{name}': A valid integer is required.") from None
+    if value < 0:
+        raise bad_request(f"'{name}': Ensure this value is greater than or equal to 0.")
+    return value
+
+
+def _created_after(request: web.Request) -> float | None:
+    raw = query(request, "created_after")
+    if raw is None:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request(f"'created_after' is not an ISO 8601 date and time: {raw!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+async def _page(
+    request: web.Request, gw: Gateway, caller: Caller, jobs: list[dict[str, Any]]
+) -> web.Response:
+    status = query(request, "status")
+    if status and status not in shapes.PHASE_OF_STATUS and status != shapes.STOPPING:
+        choices = ", ".join([*shapes.PHASE_OF_STATUS, shapes.STOPPING])
+        raise bad_request(f"'status' must be one of {choices}; got {status!r}")
+    after = _created_after(request)
+    title = query(request, "function")
+    limit = _int(request, "limit", DEFAULT_PAGE)
+    offset = _int(request, "offset", 0)
+    functions = {qf["spec"]["title"]: qf for qf in await gw.functions(caller.namespace)}
+    selected = [
+        sj
+        for sj in jobs
+        if (not status or shapes.job_status(sj) == status)
+        and (after is None or shapes.submitted_at(sj) >= after)
+        and (not title or sj["spec"]["function"] == title)
+    ]
+    selected.sort(key=lambda sj: (shapes.submitted_at(sj), sj["metadata"]["name"]), reverse=True)
+    window = selected[offset : offset + limit] if limit else selected[offset:]
+    base = f"{request.scheme}://{request.host}{request.path}"
+    more = bool(limit) and offset + limit < len(selected)
+    return web.json_response(
+        {
+            "count": len(selected),
+            "next": f"{base}?limit={limit}&offset={offset + limit}" if more else None,
+            "previous": (
+                f"{base}?limit={limit}&offset={max(0, offset - limit)}"
+                if limit and offset
+                else None
+            ),
+            "results": [
+                shapes.job_json(sj, functions.get(sj["spec"]["function"])) for sj in window
+            ],
+        }
+    )
+
+
+@routes.get("/api/{version}/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    """The caller's own jobs (those they submitted), newest first, as the real gateway lists
+    its author's."""
+    gw = _gateway(request)
+    caller = await gw.caller(request)
+    await gw.authority.require(caller, "list", "serverlessjobs")
+    provider = query(request, "provider")
+    title = query(request, "function")
+    if title:
+        await gw.require_function(caller.namespace, title, provider)
+    own = [sj for sj in await gw.jobs(caller.namespace) if jobspec.job_user(sj) == caller.user]
+    return await _page(request, gw, caller, own)
+
+
+@routes.get("/api/{version}/jobs/provider")
+async def list_provider_jobs(request: web.Request) -> web.Response:
+    """Every user's jobs of a provider's functions, for whoever may change those functions."""
+    gw = _gateway(request)
+    caller = await gw.caller(request)
+    provider = query(request, "provider", required=True)
+    title = query(request, "function")
+    await gw.authority.require(caller, "list", "serverlessjobs")
+    functions = [
+        qf
+        for qf in await gw.functions(caller.namespace)
+        if qf["spec"].get("provider") == provider and (not title or qf["spec"]["title"] == title)
+    ]
+    if title and not functions:
+        await gw.require_function(caller.namespace, title, provider)
+    for qf in functions:
+        await gw.authority.require(caller, "update", "qiskitfunctions", name=qf["metadata"]["name"])
+    titles = {qf["spec"]["title"] for qf in functions}
+    jobs = [sj for sj in await gw.jobs(caller.namespace) if sj["spec"]["function"] in titles]
+    return await _page(request, gw, caller, jobs)
+
+
+async def _job(request: web.Request, verb: str = "get") -> tuple[Gateway, Caller, dict[str, Any]]:
+    gw = _gateway(request)
+    caller = await gw.caller(request)
+    await gw.authority.require(caller, verb, "serverlessjobs")
+    return gw, caller, await gw.require_job(caller.namespace, request.match_info["job_id"])
+
+
+@routes.get("/api/{version}/jobs/{job_id}")
+async def get_job(request: web.Request) -> web.Response:
+    gw, caller, sj = await _job(request)
+    qf = await gw.function_titled(caller.namespace, sj["spec"]["function"])
+    shape = shapes.job_json(sj, qf)
+    if query(request, "with_result") not in ("false", "False", "0"):
+        shape["result"] = await _result_text(gw, sj)
+    return web.json_response(shape)
+
+
+@routes.post("/api/{version}/jobs/{job_id}/stop")
+async def stop(request: web.Request) -> web.Response:
+    gw, caller, sj = await _job(request, "patch")
+    if shapes.phase(sj) in c.TERMINAL_JOB_PHASES:
+        return web.json_response({"message": MESSAGE_TERMINAL})
+    try:
+        await gw.kube.patch(
+            ServerlessJob, sj["metadata"]["name"], caller.namespace, {"spec": {"stop": True}}
+        )
+    except ApiError as exc:
+        raise GatewayError(502, f"could not stop the job: {exc.status.message}") from exc
+    return web.json_response({"message": MESSAGE_STOPPED})
+
+
+async def _may_read_outputs(gw: Gateway, caller: Caller, sj: dict[str, Any]) -> None:
+    await gw.authority.require(
+        caller, "get", "secrets", group="", name=jobspec.output_secret_name(sj["metadata"]["name"])
+    )
+
+
+async def _result_text(gw: Gateway, sj: dict[str, Any]) -> str | None:
+    if shapes.phase(sj) != JobPhase.DONE:
+        return None
+    location = (sj.get("status") or {}).get("result")
+    if not location:
+        return None
+    data = await gw.store.aget(location["key"])
+    return data.decode() if data is not None else None
+
+
+@routes.get("/api/{version}/jobs/{job_id}/result")
+async def result(request: web.Request) -> web.Response:
+    gw, caller, sj = await _job(request)
+    await _may_read_outputs(gw, caller, sj)
+    text = await _result_text(gw, sj)
+    if text is None:
+        return web.Response(status=204)  # the client reads this as {}
+    return web.json_response({"result": text})
+
+
+async def _log_text(gw: Gateway, sj: dict[str, Any]) -> str:
+    meta = sj["metadata"]
+    location = (sj.get("status") or {}).get("logs") or {}
+    # While the job runs, the pod's wrapper keeps the same object up to date (every 5 s).
+    key = location.get("key") or storage.logs_key(meta["namespace"], meta["uid"])
+    data = await gw.store.aget(key)
+    text = (data or b"")[-gw.config.max_log_bytes :].decode(errors="replace")
+    return text
+
+
+async def _provider_function(gw: Gateway, caller: Caller, sj: dict[str, Any]) -> dict | None:
+    qf = await gw.function_titled(caller.namespace, sj["spec"]["function"])
+    return qf if qf is not None and qf["spec"].get("provider") else None
+
+
+@routes.get("/api/{version}/jobs/{job_id}/logs")
+async def logs(request: web.Request) -> web.Response:
+    gw, caller, sj = await _job(request)
+    await _may_read_outputs(gw, caller, sj)
+    text = await _log_text(gw, sj)
+    if not text:
+        return web.Response(status=204)  # the client says 'No logs yet.'
+    provider_fn = await _provider_function(gw, caller, sj)
+    return web.json_response({"logs": logsplit.user_view(text, provider_fn is not None)})
+
+
+@routes.get("/api/{version}/jobs/{job_id}/provider-logs")
+async def provider_logs(request: web.Request) -> web.Response:
+    gw, caller, sj = await _job(request)
+    job_id = request.match_info["job_id"]
+    qf = await _provider_function(gw, caller, sj)
+    if qf is None:
+        raise forbidden(f"You don't have access to job [{job_id}]: it is not a provider's function")
+    ok, _ = await gw.authority.allowed(
+        caller, "update", "qiskitfunctions", name=qf["metadata"]["name"]
+    )
+    if not ok:
+        raise forbidden(
+            f"You don't have access to job [{job_id}]: provider logs are for who may change "
+            f"the function {qf['spec']['provider']}/{qf['spec']['title']}"
+        )
+    text = await _log_text(gw, sj)
+    if not text:
+        return web.Response(status=204)
+    return web.json_response({"logs": logsplit.provider_view(text)})
+
+
+@routes.get("/api/{version}/jobs/{job_id}/runtime_jobs")
+async def runtime_jobs(request: web.Request) -> web.Response:
+    _, _, sj = await _job(request)
+    recorded = (sj.get("status") or {}).get("runtimeJobs") or []
+    return web.json_response(
+        {
+            "runtime_jobs": [
+                {"runtime_job": item["job"], "runtime_session": item.get("session")}
+                for item in recorded
+            ]
+        }
+    )
+
+
+@routes.get("/api/{version}/jobs/{job_id}/events")
+async def events(request: web.Request) -> web.Response:
+    kind = query(request, "type")
+    if kind and kind.upper() != "ERROR":
+        raise bad_request("Type is not valid. Valid types: ['ERROR']")
+    _, _, sj = await _job(request)
+    return web.json_response(shapes.job_events(sj))

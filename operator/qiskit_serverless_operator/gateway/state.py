@@ -1,0 +1,187 @@
+"""What every request handler shares, and the reads of custom resources they all need.
+
+Nothing here is state of its own: the QiskitFunctions, ServerlessJobs and object storage are
+the only state (no database), and every answer is read from them. The one memory is a small
+cache from job id to object name, for jobs this process just created (until the operator has
+written their ``status.jobId``).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from aiohttp import BodyPartReader, web
+
+from .. import constants as c
+from ..kube import Kube, QiskitFunction, ServerlessJob
+from ..storage import ObjectStore
+from .auth import Authority, Caller
+from .config import GatewayConfig
+from .errors import bad_request, function_not_found, job_not_found, too_large
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+FORM_FIELD_LIMIT = 2 * 1024 * 1024  # a text field of a multipart form (the real: 2.5 MB)
+NAMES_KEPT = 10_000
+
+
+class Routes(web.RouteTableDef):
+    """Each route with and without its trailing slash: the client asks for both kinds
+    (``programs`` and ``programs/upload/``), and the real gateway answers both alike."""
+
+    def route(self, method: str, path: str, **kwargs: Any):  # type: ignore[override]
+        bare = path.rstrip("/")
+
+        def register(handler: Any) -> Any:
+            super(Routes, self).route(method, bare, **kwargs)(handler)
+            super(Routes, self).route(method, bare + "/", **kwargs)(handler)
+            return handler
+
+        return register
+
+
+@dataclass
+class Gateway:
+    config: GatewayConfig
+    kube: Kube
+    store: ObjectStore
+    authority: Authority
+    _names: OrderedDict[tuple[str, str], str] = field(default_factory=OrderedDict)
+
+    async def caller(self, request: web.Request) -> Caller:
+        return await self.authority.caller(request)
+
+    def remember(self, namespace: str, job_id: str, name: str) -> None:
+        self._names[(namespace, job_id)] = name
+        while len(self._names) > NAMES_KEPT:
+            self._names.popitem(last=False)
+
+    # ------------------------------------------------------------------ functions
+
+    async def functions(self, namespace: str) -> list[dict[str, Any]]:
+        return await self.kube.list(QiskitFunction, namespace)
+
+    async def function(
+        self, namespace: str, title: str, provider: str | None
+    ) -> dict[str, Any] | None:
+        for qf in await self.functions(namespace):
+            spec = qf["spec"]
+            if spec.get("title") == title and (spec.get("provider") or None) == (provider or None):
+                return qf
+        return None
+
+    async def function_titled(self, namespace: str, title: str) -> dict[str, Any] | None:
+        """The function a job names (``spec.function`` is a title, unique per namespace)."""
+        for qf in await self.functions(namespace):
+            if qf["spec"].get("title") == title:
+                return qf
+        return None
+
+    async def require_function(
+        self, namespace: str, title: str, provider: str | None
+    ) -> dict[str, Any]:
+        qf = await self.function(namespace, title, provider)
+        if qf is None:
+            raise function_not_found(title, provider)
+        return qf
+
+    # ------------------------------------------------------------------ jobs
+
+    async def job(self, namespace: str, job_id: str) -> dict[str, Any] | None:
+        if not _UUID.match(job_id):
+            return None  # never a UID: and never a field selector of the caller's making
+        name = self._names.get((namespace, job_id))
+        if name:
+            sj = await self.kube.get(ServerlessJob, name, namespace)
+            if sj is not None and sj["metadata"]["uid"] == job_id:
+                return sj
+        found = await self.kube.list(ServerlessJob, namespace, fields={c.JOB_ID_FIELD: job_id})
+        if not found:
+            # Not seen by the operator yet (or from before it wrote jobId): look at them all.
+            found = [
+                sj
+                async for sj in self.kube.each(ServerlessJob, namespace)
+                if sj["metadata"]["uid"] == job_id
+            ]
+        return found[0] if found else None
+
+    async def require_job(self, namespace: str, job_id: str) -> dict[str, Any]:
+        sj = await self.job(namespace, job_id)
+        if sj is None:
+            raise job_not_found(job_id)
+        return sj
+
+    async def jobs(self, namespace: str) -> list[dict[str, Any]]:
+        return [sj async for sj in self.kube.each(ServerlessJob, namespace)]
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def query(request: web.Request, name: str, *, required: bool = False) -> str | None:
+    value = request.query.get(name) or None
+    if value is None and required:
+        raise bad_request(f"'{name}' not provided or is not valid")
+    return value
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise bad_request(f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    return body
+
+
+@dataclass
+class Form:
+    fields: dict[str, str]
+    file: IO[bytes] | None = None
+    filename: str | None = None
+    size: int = 0
+
+
+async def read_form(request: web.Request, file_field: str, limit: int) -> Form:
+    """A multipart form, its file part streamed to a temporary file and refused (413) as soon
+    as it passes ``limit`` bytes, never held whole in memory."""
+    declared = request.content_length
+    if declared is not None and declared > limit + FORM_FIELD_LIMIT:
+        raise too_large(
+            f"the request body is {declared} bytes, over the {limit} bytes an upload may hold"
+        )
+    if not request.content_type.startswith("multipart/"):
+        raise bad_request("send the upload as a multipart form (multipart/form-data)")
+    form = Form(fields={})
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == file_field and part.filename is not None:
+                handle = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
+                size = 0
+                while chunk := await part.read_chunk(1024 * 1024):
+                    size += len(chunk)
+                    if size > limit:
+                        handle.close()
+                        raise too_large(
+                            f"{part.filename} is over the {limit} bytes an upload may hold"
+                        )
+                    handle.write(chunk)
+                handle.seek(0)
+                form.file, form.filename, form.size = handle, part.filename, size
+            elif part.name:
+                raw = await part.read()
+                if len(raw) > FORM_FIELD_LIMIT:
+                    raise too_large(
+                        f"the form field {part.name!r} is over {FORM_FIELD_LIMIT} bytes"
+                    )
+                form.fields[part.name] = raw.decode(errors="replace")
+    except ValueError as exc:  # aiohttp's own "malformed multipart" errors
+        raise bad_request(f"the multipart form cannot be read: {exc}") from exc
+    return form
