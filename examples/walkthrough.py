@@ -1,6 +1,10 @@
 """The Qiskit Serverless walkthrough, on the Kubernetes cluster in your kubeconfig.
 
-    python examples/walkthrough.py            # (./scripts/walkthrough sets everything up)
+    python examples/walkthrough.py            # through our SDK (kubeconfig)
+    python examples/walkthrough.py --rest     # through qiskit_serverless.ServerlessClient
+                                              # and the REST gateway: QSO_GATEWAY_HOST,
+                                              # QSO_GATEWAY_TOKEN, QSO_NAMESPACE
+    (./scripts/walkthrough sets everything up and runs both)
 
 Each step prints what IBM's documentation shows for it. Offline, ``ibm_kyoto`` is served by
 qiskit_ibm_runtime's fake_kyoto; with QISKIT_IBM_TOKEN set, the least busy real backend.
@@ -8,6 +12,7 @@ qiskit_ibm_runtime's fake_kyoto; with QISKIT_IBM_TOKEN set, the least busy real 
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -55,13 +60,33 @@ def watch(job, timeout: float = 900, name: str = "job") -> list[str]:
     raise TimeoutError(f"job {job.job_id} did not finish in {timeout:.0f} s: {seen}")
 
 
+def connect_rest(host: str, token: str, namespace: str):
+    """Unchanged Qiskit Serverless client code, pointed at the REST gateway: the token is
+    any the cluster accepts (a ServiceAccount's), the instance is the namespace."""
+    from qiskit_serverless import ServerlessClient
+
+    return ServerlessClient(host=host, token=token, instance=namespace)
+
+
 def main(
-    count: int = 30, seconds_per_circuit_for_stop: float = 2.0, namespace: str | None = None
+    count: int = 30,
+    seconds_per_circuit_for_stop: float = 2.0,
+    namespace: str | None = None,
+    rest: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
+    """``rest``: (gateway URL, token) to go through qiskit_serverless.ServerlessClient."""
     record: dict[str, Any] = {"timings": {}}
-    t = step("Connect (kubeconfig or in-cluster config; namespace from the context)")
-    serverless = QiskitServerless(namespace)
-    print(f">>> serverless = QiskitServerless()\n{serverless!r}")
+    if rest is None:
+        t = step("Connect (kubeconfig or in-cluster config; namespace from the context)")
+        serverless = QiskitServerless(namespace)
+        print(f">>> serverless = QiskitServerless()\n{serverless!r}")
+    else:
+        t = step("Connect to the REST gateway with qiskit_serverless' own client")
+        serverless = connect_rest(rest[0], rest[1], namespace or "default")
+        print(
+            f">>> serverless = ServerlessClient(host={rest[0]!r}, token=..., "
+            f"instance={namespace or 'default'!r})\n{serverless!r}"
+        )
     record["timings"]["connect"] = time.monotonic() - t
 
     t = step("Upload the function (a provider does this once)")
@@ -146,4 +171,18 @@ def main(
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main()["statuses"][-1] == "DONE" else 1)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--rest",
+        action="store_true",
+        help="go through qiskit_serverless.ServerlessClient and the REST gateway",
+    )
+    args = parser.parse_args()
+    gateway = None
+    if args.rest:
+        missing = [n for n in ("QSO_GATEWAY_HOST", "QSO_GATEWAY_TOKEN") if not os.environ.get(n)]
+        if missing:
+            sys.exit(f"--rest needs {', '.join(missing)} (./scripts/walkthrough sets them)")
+        gateway = (os.environ["QSO_GATEWAY_HOST"], os.environ["QSO_GATEWAY_TOKEN"])
+    outcome = main(namespace=os.environ.get("QSO_NAMESPACE") or None, rest=gateway)
+    sys.exit(0 if outcome["statuses"][-1] == "DONE" else 1)

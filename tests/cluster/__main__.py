@@ -1,4 +1,5 @@
-"""python -m tests.cluster up|down|status|env|install|uninstall|operator-start|operator-stop"""
+"""python -m tests.cluster up|down|status|env|install|uninstall|operator-start|operator-stop|
+gateway-env"""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ def main(argv: list[str] | None = None) -> int:
         help="install the operator in the cluster (kubectl apply -k manifests/overlays/local)",
     )
     sub.add_parser("uninstall", help="remove the in-cluster operator (CRDs and their objects stay)")
+    gateway_env = sub.add_parser(
+        "gateway-env",
+        help="shell exports for a qiskit_serverless.ServerlessClient: the REST gateway's URL, "
+        "the cluster's CA and a token of a ServiceAccount that may edit the namespace",
+    )
+    gateway_env.add_argument("--namespace", default="default")
+    gateway_env.add_argument("--service-account", default="qiskit-user")
     args = parser.parse_args(argv)
 
     paths = Paths.from_env()
@@ -39,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "status":
         return cluster.status(paths)
+    if args.command == "gateway-env":
+        from . import install
+
+        print("\n".join(install.gateway_env(paths, args.namespace, args.service_account)))
+        return 0
     if os.geteuid() != 0:
         print("the cluster runs a kubelet and containerd: run this as root", file=sys.stderr)
         return 2

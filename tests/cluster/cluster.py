@@ -401,10 +401,14 @@ def up(paths: Paths) -> dict:
         },
         "tools": str(paths.state / "path"),
         "logs": str(paths.logs),
+        # The cluster's CA (clients of the REST gateway trust it: REQUESTS_CA_BUNDLE) and the
+        # gateway's address from the host, once `install` has deployed it.
+        "ca": str(paths.pki / "ca.crt"),
+        "gateway": f"https://{config.NODE_IP}:{config.GATEWAY_NODE_PORT}",
         "up_seconds": round(time.monotonic() - started, 1),
     }
     _write(paths.info, json.dumps(info, indent=2), 0o600)
-    install.write_local_overlay(info)
+    install.write_local_overlay(info, paths=paths)
     print()
     timer.print_table()
     print()

@@ -27,6 +27,8 @@ SERVICE_CIDR = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 DNS_SERVICE_IP = "10.96.0.10"
 CLUSTER_DOMAIN = "cluster.local"
+# The REST gateway's node port (manifests/overlays/local/kustomization.yaml).
+GATEWAY_NODE_PORT = 30443
 
 APISERVER_PORT = 6443
 ETCD_CLIENT_PORT = 2379

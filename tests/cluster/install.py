@@ -16,13 +16,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import config, pki
 from .config import Paths
 from .progress import say
 
 OVERLAY = config.REPO_ROOT / "manifests" / "overlays" / "local"
 NAMESPACE = "qiskit-serverless"
 DEPLOYMENT = "qiskit-serverless-operator"
+GATEWAY = "qiskit-serverless-gateway"
 POD_CA_PATH = "/etc/qso/pip-ca/ca.crt"
 CLUSTER_OBJECTS = (
     "clusterrolebinding/qiskit-serverless-operator",
@@ -31,6 +32,9 @@ CLUSTER_OBJECTS = (
     "clusterrole/qiskit-serverless-view",
     "clusterrolebinding/qiskit-serverless-queue-reader",
     "clusterrole/qiskit-serverless-queue-reader",
+    "clusterrolebinding/qiskit-serverless-gateway",
+    "clusterrolebinding/qiskit-serverless-gateway-auth-delegator",
+    "clusterrole/qiskit-serverless-gateway",
 )
 
 
@@ -66,12 +70,21 @@ def site_settings(info: dict[str, Any]) -> dict[str, str]:
         "QSO_REGISTRY_INSECURE": "true",
         "QSO_PIP_INDEX_URL": os.environ.get("PIP_INDEX_URL", ""),
         "QSO_PIP_EXTRA_INDEX_URL": os.environ.get("PIP_EXTRA_INDEX_URL", ""),
+        # The files API on a machine's own disk: files up to 8 MiB, 64 MiB per folder.
+        "QSO_FILES_MAX_FILE_BYTES": str(8 * 1024 * 1024),
+        "QSO_FILES_QUOTA_BYTES": str(64 * 1024 * 1024),
     }
 
 
-def write_local_overlay(info: dict[str, Any], overlay: Path = OVERLAY) -> None:
+def write_local_overlay(
+    info: dict[str, Any], overlay: Path = OVERLAY, paths: Paths | None = None
+) -> None:
     generated = overlay / "generated"
     generated.mkdir(parents=True, exist_ok=True)
+    cert, key = pki.ensure_leaf((paths or Paths.from_env()).pki, pki.gateway_cert())
+    shutil.copyfile(cert, generated / "gateway-tls.crt")
+    shutil.copyfile(key, generated / "gateway-tls.key")
+    (generated / "gateway-tls.key").chmod(0o600)
     site = site_settings(info)
     settings = {
         "QSO_OPERATOR_IMAGE": info["images"]["operator"],
@@ -111,21 +124,23 @@ def install(paths: Paths, timeout: int = 300) -> None:
         _kubectl(paths, "apply", "--server-side", "--force-conflicts", "-k", str(OVERLAY)),
         "kubectl apply -k",
     )
-    say(f"waiting for deployment/{DEPLOYMENT} in {NAMESPACE} to roll out")
-    _check(
-        _kubectl(
-            paths,
-            "-n",
-            NAMESPACE,
-            "rollout",
-            "status",
-            f"deployment/{DEPLOYMENT}",
-            f"--timeout={timeout}s",
-            timeout=timeout + 30,
-        ),
-        "the operator rollout",
-    )
-    say("the operator runs in the cluster")
+    for deployment in (DEPLOYMENT, GATEWAY):
+        say(f"waiting for deployment/{deployment} in {NAMESPACE} to roll out")
+        _check(
+            _kubectl(
+                paths,
+                "-n",
+                NAMESPACE,
+                "rollout",
+                "status",
+                f"deployment/{deployment}",
+                f"--timeout={timeout}s",
+                timeout=timeout + 30,
+            ),
+            f"the {deployment} rollout",
+        )
+    info = json.loads(paths.info.read_text())
+    say(f"the operator runs in the cluster; the REST gateway answers at {info.get('gateway')}")
 
 
 def uninstall(paths: Paths) -> None:
@@ -143,3 +158,35 @@ def uninstall(paths: Paths) -> None:
         ),
         f"deleting namespace {NAMESPACE}",
     )
+
+
+def gateway_env(paths: Paths, namespace: str, service_account: str) -> list[str]:
+    """Exports for a REST client: a ServiceAccount in ``namespace`` bound to the built-in
+    ``edit`` role (which aggregates the qiskit-serverless-edit rules), and a one-hour token."""
+    info = json.loads(paths.info.read_text())
+    for args in (
+        ("create", "namespace", namespace),
+        ("-n", namespace, "create", "serviceaccount", service_account),
+        (
+            "-n",
+            namespace,
+            "create",
+            "rolebinding",
+            f"{service_account}-edit",
+            "--clusterrole=edit",
+            f"--serviceaccount={namespace}:{service_account}",
+        ),
+    ):
+        result = _kubectl(paths, *args)
+        if result.returncode != 0 and "AlreadyExists" not in result.stderr:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    token = _check(
+        _kubectl(paths, "-n", namespace, "create", "token", service_account, "--duration=1h"),
+        "kubectl create token",
+    ).strip()
+    return [
+        f"export QSO_GATEWAY_HOST={info['gateway']}",
+        f"export QSO_GATEWAY_TOKEN={token}",
+        f"export QSO_NAMESPACE={namespace}",
+        f"export REQUESTS_CA_BUNDLE={info['ca']}",
+    ]

@@ -86,6 +86,42 @@ def cluster_certs() -> tuple[Cert, ...]:
     )
 
 
+# The REST gateway's serving certificate (manifests/base/gateway.yaml): its Service's names
+# and the node address its node port listens on (manifests/overlays/local).
+GATEWAY_SERVICE = "qiskit-serverless-gateway"
+GATEWAY_NAMESPACE = "qiskit-serverless"
+
+
+def gateway_cert() -> Cert:
+    svc = f"{GATEWAY_SERVICE}.{GATEWAY_NAMESPACE}.svc"
+    return Cert(
+        "gateway-serving",
+        GATEWAY_SERVICE,
+        server=True,
+        dns_names=(
+            GATEWAY_SERVICE,
+            f"{GATEWAY_SERVICE}.{GATEWAY_NAMESPACE}",
+            svc,
+            f"{svc}.{config.CLUSTER_DOMAIN}",
+            "localhost",
+        ),
+        ips=("127.0.0.1", config.NODE_IP),
+    )
+
+
+def ensure_leaf(directory: Path, spec: Cert) -> tuple[Path, Path]:
+    """A leaf signed by the cluster's CA, made once (for clusters made before it existed)."""
+    cert_path, key_path = directory / f"{spec.name}.crt", directory / f"{spec.name}.key"
+    if not cert_path.exists() or not key_path.exists():
+        ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+        ca_cert = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes())
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        key, cert = make_leaf(spec, ca_key, ca_cert, datetime.datetime.now(datetime.UTC))
+        _write_key(key_path, key)
+        _write_cert(cert_path, cert)
+    return cert_path, key_path
+
+
 def _name(common_name: str, organizations: tuple[str, ...] = ()) -> x509.Name:
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
     attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))

@@ -21,10 +21,12 @@ from ..kube import Kube, QiskitFunction, ServerlessJob
 from ..storage import ObjectStore
 from .auth import Authority, Caller
 from .config import GatewayConfig
-from .errors import bad_request, function_not_found, job_not_found, too_large
+from .errors import GatewayError, bad_request, function_not_found, job_not_found, too_large
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-FORM_FIELD_LIMIT = 2 * 1024 * 1024  # a text field of a multipart form (the real: 2.5 MB)
+FORM_FIELD_LIMIT = 2 * 1024 * 1024
+# How much of an oversized upload is read (and dropped) so the client sees the 413.
+DRAIN_LIMIT = 64 * 1024 * 1024  # a text field of a multipart form (the real: 2.5 MB)
 NAMES_KEPT = 10_000
 
 
@@ -147,41 +149,62 @@ class Form:
 
 
 async def read_form(request: web.Request, file_field: str, limit: int) -> Form:
-    """A multipart form, its file part streamed to a temporary file and refused (413) as soon
-    as it passes ``limit`` bytes, never held whole in memory."""
+    """A multipart form, its file part streamed to a temporary file and refused (413) once it
+    passes ``limit`` bytes, never held whole in memory. The rest of a moderately oversized
+    body is read and dropped first, so the client reads the 413 instead of a reset
+    connection; a body declared far bigger is refused at once."""
     declared = request.content_length
-    if declared is not None and declared > limit + FORM_FIELD_LIMIT:
+    if declared is not None and declared > limit + DRAIN_LIMIT:
         raise too_large(
             f"the request body is {declared} bytes, over the {limit} bytes an upload may hold"
         )
     if not request.content_type.startswith("multipart/"):
         raise bad_request("send the upload as a multipart form (multipart/form-data)")
     form = Form(fields={})
+    refused: GatewayError | None = None
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
                 continue
-            if part.name == file_field and part.filename is not None:
+            if part.name == file_field and part.filename is not None and refused is None:
                 handle = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
                 size = 0
                 while chunk := await part.read_chunk(1024 * 1024):
                     size += len(chunk)
                     if size > limit:
                         handle.close()
-                        raise too_large(
+                        refused = too_large(
                             f"{part.filename} is over the {limit} bytes an upload may hold"
                         )
+                        break
                     handle.write(chunk)
-                handle.seek(0)
-                form.file, form.filename, form.size = handle, part.filename, size
-            elif part.name:
+                if refused is None:
+                    handle.seek(0)
+                    form.file, form.filename, form.size = handle, part.filename, size
+                else:
+                    await _drain(part, size)
+            elif part.name and refused is None:
                 raw = await part.read()
                 if len(raw) > FORM_FIELD_LIMIT:
                     raise too_large(
                         f"the form field {part.name!r} is over {FORM_FIELD_LIMIT} bytes"
                     )
                 form.fields[part.name] = raw.decode(errors="replace")
+            else:
+                await _drain(part, 0)
     except ValueError as exc:  # aiohttp's own "malformed multipart" errors
         raise bad_request(f"the multipart form cannot be read: {exc}") from exc
+    if refused is not None:
+        if form.file is not None:
+            form.file.close()
+        raise refused
     return form
+
+
+async def _drain(part: BodyPartReader, already: int) -> None:
+    dropped = already
+    while chunk := await part.read_chunk(1024 * 1024):
+        dropped += len(chunk)
+        if dropped > DRAIN_LIMIT:
+            return  # enough: the connection will be closed on the rest

@@ -1,101 +1,18 @@
 """The in-cluster install, end to end: `kubectl apply -k manifests/overlays/local` on the real
 cluster, two operator replicas Ready, the walkthrough against them (no operator started by the
-test), with the active replica killed in the middle of it."""
+test), with the active replica killed in the middle of it (the install: conftest.py)."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from tests.cluster.config import Paths
-from tests.cluster.install import DEPLOYMENT, NAMESPACE, uninstall, write_local_overlay
+from tests.cluster.install import DEPLOYMENT, NAMESPACE
 from tests.e2e.test_walkthrough import check_walkthrough_record, load_walkthrough
-from tests.kube import REPO_ROOT, SESSION_OPERATOR, kubectl, wait_until
-
-OVERLAY = REPO_ROOT / "manifests" / "overlays" / "local"
-PEERING = "qiskit-serverless-operator"
-
-
-def operator_pods(cluster: dict[str, Any]) -> list[dict[str, Any]]:
-    out = kubectl(
-        cluster,
-        "-n",
-        NAMESPACE,
-        "get",
-        "pods",
-        "-l",
-        "app.kubernetes.io/name=qiskit-serverless-operator",
-        "-o",
-        "json",
-    ).stdout
-    return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
-
-
-def ready(pod: dict[str, Any]) -> bool:
-    conditions = pod.get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-def active_replica(cluster: dict[str, Any]) -> str | None:
-    """The pod kopf peering lets act: the live peer with the highest priority (POD_ID)."""
-    out = kubectl(cluster, "get", "clusterkopfpeering", PEERING, "-o", "json").stdout
-    peers = json.loads(out).get("status") or {}
-    pods = {p["metadata"]["name"] for p in operator_pods(cluster)}
-    live = [(info["priority"], name) for name, info in peers.items() if name in pods]
-    return max(live)[1] if live else None
-
-
-@pytest.fixture(scope="module")
-def in_cluster(cluster: dict[str, Any], crds: None) -> Iterator[list[str]]:
-    """The operator installed from the local overlay; the session's own operator paused."""
-    paused = [proc for proc in SESSION_OPERATOR if proc.running]
-    for proc in paused:
-        proc.stop()
-    namespaces: list[str] = []
-    write_local_overlay(cluster)  # `up` did; again in case it ran from another checkout
-    try:
-        applied = kubectl(
-            cluster, "apply", "--server-side", "--force-conflicts", "-k", str(OVERLAY)
-        )
-        assert "deployment.apps/qiskit-serverless-operator serverside-applied" in applied.stdout
-        kubectl(
-            cluster,
-            "-n",
-            NAMESPACE,
-            "rollout",
-            "status",
-            f"deployment/{DEPLOYMENT}",
-            "--timeout=300s",
-        )
-        wait_until(
-            lambda: sum(ready(p) for p in operator_pods(cluster)) == 2,
-            timeout=120,
-            what="two Ready operator replicas",
-        )
-        wait_until(lambda: active_replica(cluster), timeout=60, what="an active replica")
-        yield namespaces
-    finally:
-        # Let the in-cluster operator finish the tests' objects (finalizers) before it goes.
-        for ns in namespaces:
-            kubectl(
-                cluster,
-                "-n",
-                ns,
-                "delete",
-                "sj,qf",
-                "--all",
-                "--wait",
-                "--timeout=120s",
-                check=False,
-            )
-        uninstall(Paths.from_env())
-        for proc in paused:
-            proc.start()
+from tests.in_cluster import active_replica, operator_pods, ready
+from tests.kube import REPO_ROOT, kubectl, wait_until
 
 
 def test_operator_pods_are_ready_non_root_and_read_only(
