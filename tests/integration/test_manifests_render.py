@@ -113,28 +113,40 @@ def test_install_renders_and_validates(
                         continue
                     pytest.fail(f"{role['metadata']['name']} names {group}/{resource}, not served")
 
-    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
-    # Every ConfigMap/Secret the pod reads is one the install renders (kustomize rewrites
-    # generated names only within one namespace), except the S3 Secret a real site makes.
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert set(deployments) == {"qiskit-serverless-operator", "qiskit-serverless-gateway"}
+    # Every ConfigMap/Secret a pod reads is one the install renders (kustomize rewrites
+    # generated names only within one namespace), except the Secrets a real site makes: the
+    # S3 keys and the gateway's TLS certificate (cert-manager's, say).
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}
-    pod = deployment["spec"]["template"]["spec"]
-    refs = [
-        ("ConfigMap", v["configMap"]["name"]) for v in pod.get("volumes", []) if "configMap" in v
-    ]
-    for source in pod["containers"][0].get("envFrom", []):
-        if "configMapRef" in source:
-            refs.append(("ConfigMap", source["configMapRef"]["name"]))
-        if "secretRef" in source:
-            refs.append(("Secret", source["secretRef"]["name"]))
-    for ref in refs:
-        if install != "overlays/local" and ref == ("Secret", "qiskit-serverless-operator-s3"):
-            continue
-        assert ref in names, (install, ref, sorted(names))
-    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
-    if install == "overlays/local":
-        assert image == cluster["images"]["operator"]
-    elif install == "overlays/production":
-        assert image == "registry.example.com/qiskit-serverless/operator:0.1.0"
+    site_made = {
+        ("Secret", "qiskit-serverless-operator-s3"),
+        ("Secret", "qiskit-serverless-gateway-tls"),
+    }
+    for deployment in deployments.values():
+        pod = deployment["spec"]["template"]["spec"]
+        refs = [
+            ("ConfigMap", v["configMap"]["name"])
+            for v in pod.get("volumes", [])
+            if "configMap" in v
+        ]
+        refs += [
+            ("Secret", v["secret"]["secretName"]) for v in pod.get("volumes", []) if "secret" in v
+        ]
+        for source in pod["containers"][0].get("envFrom", []):
+            if "configMapRef" in source:
+                refs.append(("ConfigMap", source["configMapRef"]["name"]))
+            if "secretRef" in source:
+                refs.append(("Secret", source["secretRef"]["name"]))
+        for ref in refs:
+            if install != "overlays/local" and ref in site_made:
+                continue
+            assert ref in names, (install, ref, sorted(names))
+        image = pod["containers"][0]["image"]
+        if install == "overlays/local":
+            assert image == cluster["images"]["operator"]
+        elif install == "overlays/production":
+            assert image == "registry.example.com/qiskit-serverless/operator:0.1.0"
 
     out = dry_run(cluster, retarget(docs, namespace))
     assert out.count("(server dry run)") == len(docs), out

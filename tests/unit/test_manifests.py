@@ -26,6 +26,11 @@ def _kind(kind: str) -> list[dict[str, Any]]:
     return [doc for path in BASE.glob("*.yaml") for doc in _docs(path) if doc["kind"] == kind]
 
 
+def _named(kind: str, name: str) -> dict[str, Any]:
+    (doc,) = [d for d in _kind(kind) if d["metadata"]["name"] == name]
+    return doc
+
+
 def _literals(kustomization: Path) -> dict[str, str]:
     doc = yaml.safe_load(kustomization.read_text())
     values: dict[str, str] = {}
@@ -53,8 +58,9 @@ def test_operator_never_lists_or_watches_secrets() -> None:
             assert not {"list", "watch"} & set(rule["verbs"]), rule
 
 
-def test_operator_pod_is_restricted() -> None:
-    (deployment,) = _kind("Deployment")
+@pytest.mark.parametrize("name", ["qiskit-serverless-operator", "qiskit-serverless-gateway"])
+def test_operator_and_gateway_pods_are_restricted(name: str) -> None:
+    deployment = _named("Deployment", name)
     spec = deployment["spec"]["template"]["spec"]
     assert deployment["spec"]["replicas"] == 2
     assert spec["securityContext"]["runAsNonRoot"] is True
@@ -67,14 +73,14 @@ def test_operator_pod_is_restricted() -> None:
     assert security["capabilities"]["drop"] == ["ALL"]
     assert container["livenessProbe"] and container["readinessProbe"]
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
-    (pdb,) = _kind("PodDisruptionBudget")
+    pdb = _named("PodDisruptionBudget", name)
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
     assert pdb["spec"]["minAvailable"] < deployment["spec"]["replicas"]
 
 
 def test_ports_and_names_agree_with_the_operator_settings() -> None:
-    (deployment,) = _kind("Deployment")
-    (service,) = _kind("Service")
+    deployment = _named("Deployment", "qiskit-serverless-operator")
+    service = _named("Service", "qiskit-serverless-operator")
     (namespace,) = _kind("Namespace")
     (peering,) = _kind("ClusterKopfPeering")
     base = yaml.safe_load((BASE / "kustomization.yaml").read_text())
@@ -113,3 +119,39 @@ def test_examples_folder_applies_as_is() -> None:
     kinds = [doc["kind"] for doc in docs]
     assert "QiskitFunction" in kinds and "ServerlessJob" in kinds
     assert all("namespace" not in doc["metadata"] for doc in docs)
+
+
+def test_gateway_agrees_with_its_settings_the_policy_and_the_harness() -> None:
+    from qiskit_serverless_operator.gateway.config import GatewayConfig
+    from tests.cluster import pki
+
+    deployment = _named("Deployment", "qiskit-serverless-gateway")
+    service = _named("Service", "qiskit-serverless-gateway")
+    base = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    cfg = GatewayConfig.from_env({**_literals(BASE / "kustomization.yaml"), **REQUIRED})
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"https": cfg.port, "health": cfg.health_port}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} == {"https", "health"}
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    # The TLS files the gateway reads are the mounted Secret's.
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert env["QSO_GATEWAY_TLS_CERT"] == f"{mounts['tls']}/tls.crt"
+    assert env["QSO_GATEWAY_TLS_KEY"] == f"{mounts['tls']}/tls.key"
+    assert volumes["tls"]["secret"]["secretName"] == "qiskit-serverless-gateway-tls"
+    # The admission policy trusts exactly this ServiceAccount to name a job's submitter.
+    account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    policy = _named("ValidatingAdmissionPolicy", "serverlessjob-submitter.serverless.qiskit.org")
+    (gateway_variable,) = [v for v in policy["spec"]["variables"] if v["name"] == "gateway"]
+    expected = f"system:serviceaccount:{base['namespace']}:{account}"
+    assert gateway_variable["expression"] == f"'{expected}'"
+    # The harness's certificate names the Service as clients reach it.
+    assert service["metadata"]["name"] == pki.GATEWAY_SERVICE
+    assert base["namespace"] == pki.GATEWAY_NAMESPACE
+    # It never reads Secrets: results, logs and files come from object storage.
+    role = _named("ClusterRole", "qiskit-serverless-gateway")
+    for rule in role["rules"]:
+        if "secrets" in rule["resources"]:
+            assert set(rule["verbs"]) <= {"create", "patch"}, rule

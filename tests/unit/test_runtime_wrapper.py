@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 import threading
@@ -18,13 +19,42 @@ PACKAGE = Path(qiskit_serverless_operator.__file__).parent
 
 
 class _Store(BaseHTTPRequestHandler):
+    """Object storage's presigned URLs and the operator's job endpoint for files, in one."""
+
     objects: ClassVar[dict[str, bytes]] = {}
+    folders: ClassVar[dict[str, list[str]]] = {}  # mount -> names stored under /files/
+    refuse_uploads: ClassVar[bool] = False
+
+    def _send(self, code: int, body: bytes = b"") -> None:
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_PUT(self) -> None:
         length = int(self.headers["Content-Length"])
         type(self).objects[self.path] = self.rfile.read(length)
-        self.send_response(200)
-        self.end_headers()
+        self._send(200)
+
+    def do_GET(self) -> None:
+        base = f"http://127.0.0.1:{self.server.server_port}"
+        if self.path.endswith("/files/"):
+            assert self.headers["Authorization"] == "Bearer job-token"
+            listing = {
+                mount: [{"name": n, "size": 1, "url": f"{base}/files/{n}"} for n in names]
+                for mount, names in type(self).folders.items()
+            }
+            self._send(200, json.dumps({"folders": listing}).encode())
+        else:
+            self._send(200, type(self).objects[self.path])
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if type(self).refuse_uploads:
+            self._send(413, json.dumps({"message": "over the quota"}).encode())
+            return
+        url = f"http://127.0.0.1:{self.server.server_port}/files/{body['name']}"
+        self._send(200, json.dumps({"url": url, "name": body["name"]}).encode())
 
     def log_message(self, *args) -> None:
         pass
@@ -32,7 +62,7 @@ class _Store(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def store():
-    _Store.objects = {}
+    _Store.objects, _Store.folders, _Store.refuse_uploads = {}, {}, False
     server = HTTPServer(("127.0.0.1", 0), _Store)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -40,7 +70,7 @@ def store():
     server.shutdown()
 
 
-def _run(tmp_path: Path, store, program: str, entrypoint: str = "main.py"):
+def _run(tmp_path: Path, store, program: str, entrypoint: str = "main.py", **extra_env: str):
     server, _ = store
     source = tmp_path / "src"
     source.mkdir()
@@ -57,6 +87,7 @@ def _run(tmp_path: Path, store, program: str, entrypoint: str = "main.py"):
         "QSO_RUNTIME_DIR": str(runtime),
         "RESULTS_PATH": str(tmp_path / "results" / "result.json"),
         "PYTHONPATH": str(PACKAGE.parent),
+        **extra_env,
     }
     return subprocess.run(
         [sys.executable, "-m", "qiskit_serverless_operator.runtime"],
@@ -95,6 +126,47 @@ def test_missing_entrypoint_is_named_with_what_exists(tmp_path, store):
     assert done.returncode == 2
     assert "entrypoint 'nope.py' not found" in done.stderr
     assert "main.py" in done.stderr
+
+
+def _with_folders(tmp_path: Path, store) -> dict[str, str]:
+    server, _ = store
+    return {
+        "QSO_FILES_SYNC": "1",
+        "ENV_JOB_GATEWAY_HOST": f"http://127.0.0.1:{server.server_port}",
+        "ENV_JOB_ID_GATEWAY": "job-1",
+        "ENV_JOB_GATEWAY_TOKEN": "job-token",
+        "DATA": str(tmp_path / "data"),
+    }
+
+
+def test_data_folder_is_filled_before_and_kept_after(tmp_path, store):
+    data = str(tmp_path / "data")
+    _Store.folders = {data: ["input.txt", "same.txt"]}
+    _Store.objects.update({"/files/input.txt": b"hello", "/files/same.txt": b"unchanged"})
+    program = (
+        "import os\n"
+        "d = os.environ['DATA']\n"
+        "print(sorted(os.listdir(d)))\n"
+        "text = open(os.path.join(d, 'input.txt')).read()\n"
+        "open(os.path.join(d, 'output.txt'), 'w').write(text.upper())\n"
+        "open(os.path.join(d, 'input.txt'), 'a').write('!')\n"
+    )
+    done = _run(tmp_path, store, program, **_with_folders(tmp_path, store))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["['input.txt', 'same.txt']"]
+    assert _Store.objects["/files/output.txt"] == b"HELLO"
+    assert _Store.objects["/files/input.txt"] == b"hello!"  # changed: stored again
+    assert f"kept {data}/input.txt, {data}/output.txt" in done.stderr  # not same.txt
+
+
+def test_files_that_cannot_be_kept_fail_the_job_with_the_reason(tmp_path, store):
+    data = str(tmp_path / "data")
+    _Store.folders = {data: []}
+    _Store.refuse_uploads = True
+    program = "import os\nopen(os.path.join(os.environ['DATA'], 'big.bin'), 'wb').write(b'x')\n"
+    done = _run(tmp_path, store, program, **_with_folders(tmp_path, store))
+    assert done.returncode == 4
+    assert "could not all be kept" in done.stderr and "over the quota" in done.stderr
 
 
 def test_runtime_imports_only_the_standard_library():
