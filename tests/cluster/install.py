@@ -144,8 +144,10 @@ def install(paths: Paths, timeout: int = 300) -> None:
 
 
 def uninstall(paths: Paths) -> None:
-    """Remove the operator's Deployment, namespace and RBAC; keep CRDs and their objects."""
-    _kubectl(paths, "delete", "--ignore-not-found", *CLUSTER_OBJECTS)
+    """Remove the operator's Deployment, namespace and RBAC; keep CRDs and their objects.
+
+    The namespace first: its operator replicas, stopped while their rights remain, leave the
+    peering as they go (SIGTERM), so no stale peer makes the next operator wait."""
     _check(
         _kubectl(
             paths,
@@ -158,6 +160,7 @@ def uninstall(paths: Paths) -> None:
         ),
         f"deleting namespace {NAMESPACE}",
     )
+    _kubectl(paths, "delete", "--ignore-not-found", *CLUSTER_OBJECTS)
 
 
 def gateway_env(paths: Paths, namespace: str, service_account: str) -> list[str]:

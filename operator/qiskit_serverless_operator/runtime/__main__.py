@@ -151,10 +151,16 @@ def main() -> int:
     if uploader:
         uploader.join(timeout=5)
     if logs_url:
-        try:
-            put(logs_url, tail.snapshot()[1], "text/plain; charset=utf-8")
-        except (OSError, urllib.error.URLError) as exc:
-            note(f"final log upload failed: {exc}")
+        for attempt in range(1, 4):
+            try:
+                put(logs_url, tail.snapshot()[1], "text/plain; charset=utf-8")
+                break
+            except (OSError, urllib.error.URLError) as exc:
+                if attempt == 3:
+                    # The operator still keeps the pod's own log (it reads it from the API).
+                    note(f"final log upload failed: {exc}")
+                else:
+                    time.sleep(attempt)
 
     files_failed = False
     if folders is not None:

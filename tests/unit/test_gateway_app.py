@@ -1,6 +1,6 @@
 """The REST gateway's pieces without a cluster: its JSON shapes, error shapes, routing, the
 authentication and authorization caches, and refusing oversized uploads (the API server and
-object storage are stand-ins here; tests/e2e/in_cluster/test_gateway.py runs it for real)."""
+object storage are stand-ins here; tests/e2e/in_cluster/test_rest_gateway.py runs it for real)."""
 
 from __future__ import annotations
 
@@ -267,3 +267,84 @@ def test_authority_caches_by_token_hash_not_the_token() -> None:
     authority = Authority(SimpleNamespace(client=api))  # type: ignore[arg-type]
     asyncio.run(authority._identity("good"))
     assert all("good" not in json.dumps(key) for key in authority._tokens._items)
+
+
+def _self_signed(tmp_path, name: str) -> tuple[str, str]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(tmp_path, monkeypatch) -> None:
+    import os
+    import ssl
+
+    from cryptography import x509
+
+    from qiskit_serverless_operator.gateway import __main__ as gateway_main
+
+    cert, key = _self_signed(tmp_path, "first")
+    cfg = GatewayConfig.from_env(
+        {**REQUIRED, "QSO_GATEWAY_TLS_CERT": cert, "QSO_GATEWAY_TLS_KEY": key}
+    )
+    context = gateway_main.tls_context(cfg)
+    assert context is not None
+    monkeypatch.setattr(gateway_main, "CERT_CHECK_SECONDS", 0.05)
+
+    async def served_name() -> str:
+        async def handle(reader, writer) -> None:
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+        port = server.sockets[0].getsockname()[1]
+        client_context = ssl.create_default_context()
+        client_context.check_hostname = False
+        client_context.verify_mode = ssl.CERT_NONE
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context)
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        name = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+        return name
+
+    async def scenario() -> tuple[str, str]:
+        before = await served_name()
+        reloader = asyncio.create_task(gateway_main._reload_certificates(cfg, context))
+        await asyncio.sleep(0.1)
+        _self_signed(tmp_path, "second")  # cert-manager rewrites the mounted Secret
+        stat = os.stat(cert)
+        os.utime(cert, (stat.st_atime, stat.st_mtime + 5))
+        await asyncio.sleep(0.3)
+        after = await served_name()
+        reloader.cancel()
+        return before, after
+
+    assert asyncio.run(scenario()) == ("CN=first", "CN=second")

@@ -162,6 +162,8 @@ def test_a_provider_folder_is_the_jobs_function_data(rest: dict[str, Any], tmp_p
     assert serverless.files(fn) == []  # the user's folder for this function is another one
     job = fn.run()
     assert _wait(job) == "DONE"
+    # The provider's view of its function's jobs, every user's.
+    assert [j.job_id for j in serverless.provider_jobs(fn)] == [job.job_id]
     # A provider's function: the user sees only [PUBLIC] lines, the provider everything else.
     assert "model:" not in job.logs()
     provider_logs = job.provider_logs()
@@ -246,6 +248,10 @@ def test_bad_input_gets_the_gateways_error_shapes(
     assert not_an_object.status_code == 404  # the function is looked up first
 
     fn = _upload(rest, tmp_path, "bad-inputs", "print(1)\n")
+    assert serverless.validate_arguments("bad-inputs", {"n": 3}) == {"valid": True}
+    with pytest.raises(QiskitServerlessException, match="Code: 404"):
+        serverless.validate_arguments("nope", {})
+    assert serverless.dependencies_versions() == []
     wrong_arguments = requests.post(
         f"{host}/api/v1/programs/run/",
         json={"title": "bad-inputs", "arguments": "[1, 2]"},
@@ -327,3 +333,19 @@ def test_served_over_tls_with_health_and_metrics(
                     ):
                         seen += sample.value
     assert seen >= 6
+
+
+def test_the_catalog_client_cannot_be_pointed_at_the_gateway_alone(rest: dict[str, Any]) -> None:
+    """qiskit_ibm_catalog.QiskitServerless(host=...) builds a QiskitRuntimeService for the
+    token first, which authenticates with IBM Cloud: unreachable here, so it never gets to
+    our host (docs/gateway.md, "qiskit_ibm_catalog"). If a release stops doing that, this
+    test fails and the catalog client should join the walkthrough."""
+    from qiskit_ibm_catalog import QiskitServerless
+    from qiskit_ibm_runtime.accounts.exceptions import InvalidAccountError
+
+    with pytest.raises(InvalidAccountError, match="Unable to retrieve instances"):
+        QiskitServerless(token=rest["token"], instance=rest["namespace"], host=rest["host"])
+    with pytest.raises(AttributeError, match="_account"):
+        QiskitServerless(
+            channel="local", token=rest["token"], instance=rest["namespace"], host=rest["host"]
+        )
