@@ -61,6 +61,14 @@ def provider_folder(namespace: str, provider: str, title: str) -> str:
     return f"{ROOT}/{namespace}/providers/{key_part(provider)}/{key_part(title)}/"
 
 
+def job_folders(namespace: str, user: str, title: str, provider: str | None) -> dict[str, str]:
+    """A job's folders: mount point in its pod -> object-storage prefix."""
+    folders = {USER_MOUNT: user_folder(namespace, user, provider, title)}
+    if provider:
+        folders[PROVIDER_MOUNT] = provider_folder(namespace, provider, title)
+    return folders
+
+
 def check_name(name: str) -> str:
     """A file name as given, if it is one: no folders, no '..', nothing unprintable."""
     if not name:

@@ -76,7 +76,7 @@ def _run(tmp_path: Path, store, program: str, entrypoint: str = "main.py", **ext
     source.mkdir()
     (source / "main.py").write_text(program)
     runtime = tmp_path / "rt"
-    runtime.mkdir()
+    runtime.mkdir(exist_ok=True)
     base = f"http://127.0.0.1:{server.server_port}"
     (runtime / "result-url").write_text(f"{base}/result")
     (runtime / "logs-url").write_text(f"{base}/logs")
@@ -157,6 +157,32 @@ def test_data_folder_is_filled_before_and_kept_after(tmp_path, store):
     assert _Store.objects["/files/output.txt"] == b"HELLO"
     assert _Store.objects["/files/input.txt"] == b"hello!"  # changed: stored again
     assert f"kept {data}/input.txt, {data}/output.txt" in done.stderr  # not same.txt
+
+
+def test_the_listing_in_the_runtime_secret_needs_no_job_endpoint(tmp_path, store):
+    """The operator lists the folders when it starts the job (files.json): a job that writes
+    nothing back runs while no operator answers."""
+    server, _ = store
+    data = str(tmp_path / "data")
+    _Store.objects["/files/input.txt"] = b"from the secret"
+    listing = {
+        data: [
+            {
+                "name": "input.txt",
+                "size": 15,
+                "url": f"http://127.0.0.1:{server.server_port}/files/input.txt",
+            }
+        ]
+    }
+    env = _with_folders(tmp_path, store)
+    env["ENV_JOB_GATEWAY_HOST"] = "http://127.0.0.1:9"  # nothing listens there
+    runtime = tmp_path / "rt"
+    runtime.mkdir()
+    (runtime / "files.json").write_text(json.dumps(listing))
+    program = "import os\nprint(open(os.path.join(os.environ['DATA'], 'input.txt')).read())\n"
+    done = _run(tmp_path, store, program, **env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "from the secret"
 
 
 def test_files_that_cannot_be_kept_fail_the_job_with_the_reason(tmp_path, store):

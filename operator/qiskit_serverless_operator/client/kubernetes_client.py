@@ -26,11 +26,12 @@ from kubernetes.client.exceptions import ApiException
 from qiskit_serverless.core.client import BaseClient
 from qiskit_serverless.core.function import QiskitFunction, RunnableQiskitFunction
 from qiskit_serverless.core.job import Configuration, Job
+from qiskit_serverless.core.job_event import JobEvent
 from qiskit_serverless.exception import QiskitServerlessException
 from qiskit_serverless.serializers.program_serializers import QiskitObjectsEncoder
 
 from .. import constants as c
-from .. import objects, source
+from .. import objects, reports, source
 
 NO_LOGS = "No logs yet."
 SUBMITTED_AT = c.ANNOTATION_SUBMITTED_AT
@@ -529,13 +530,25 @@ class KubernetesClient(BaseClient):
         return "\n".join(lines)
 
     def runtime_jobs(self, job_id: str, runtime_session: str | None = None) -> list[str]:
-        return []
+        """The Qiskit Runtime jobs the program started (as it reported them)."""
+        recorded = reports.runtime_jobs(self._require_job(job_id))
+        return [
+            r["runtime_job"]
+            for r in recorded
+            if runtime_session is None or r["runtime_session"] == runtime_session
+        ]
 
     def runtime_sessions(self, job_id: str) -> list[str]:
-        return []
+        recorded = reports.runtime_jobs(self._require_job(job_id))
+        return sorted({r["runtime_session"] for r in recorded if r["runtime_session"]})
 
-    def events(self, job_id: str, **kwargs: Any) -> list:
-        return []
+    def events(self, job_id: str, **kwargs: Any) -> list[JobEvent]:
+        """What the program reported with send_error(), then the operator's reason for an
+        ERROR (``job.error_message()`` formats them)."""
+        kind = kwargs.get("type")
+        if kind and str(kind).upper() != "ERROR":
+            raise QiskitServerlessException("Type is not valid. Valid types: ['ERROR']")
+        return [JobEvent.from_json(e) for e in reports.job_events(self._require_job(job_id))]
 
 
 def _submission_order(body: dict[str, Any]) -> tuple[str, float, str]:

@@ -212,12 +212,21 @@ async def _folders(ctx: Context, sj: dict[str, Any]) -> dict[str, str]:
     for qf in await ctx.kube.list(QiskitFunction, namespace):
         if qf["spec"].get("title") == title:
             provider = qf["spec"].get("provider") or None
-    folders = {
-        files.USER_MOUNT: files.user_folder(namespace, jobspec.job_user(sj), provider, title)
-    }
-    if provider:
-        folders[files.PROVIDER_MOUNT] = files.provider_folder(namespace, provider, title)
-    return folders
+    return files.job_folders(namespace, jobspec.job_user(sj), title, provider)
+
+
+async def folder_listing(
+    ctx: Context, folders: dict[str, str], seconds: int = LINK_SECONDS
+) -> dict[str, list[dict[str, Any]]]:
+    """Each folder's files with a download link: what the pod's wrapper fetches."""
+    listing: dict[str, list[dict[str, Any]]] = {}
+    for mount, prefix in folders.items():
+        present = await ctx.store.alist_folder(prefix)
+        listing[mount] = [
+            {"name": name, "size": size, "url": ctx.store.presign_get(prefix + name, seconds)}
+            for name, size in present
+        ]
+    return listing
 
 
 @_endpoint
@@ -226,14 +235,8 @@ async def list_files(ctx: Context, request: web.Request) -> web.Response:
     answer: dict[str, Any] = {
         "max_file_bytes": ctx.config.files.max_file_bytes,
         "quota_bytes": ctx.config.files.quota_bytes,
-        "folders": {},
     }
-    for mount, prefix in (await _folders(ctx, sj)).items():
-        present = await ctx.store.alist_folder(prefix)
-        answer["folders"][mount] = [
-            {"name": name, "size": size, "url": ctx.store.presign_get(prefix + name, LINK_SECONDS)}
-            for name, size in present
-        ]
+    answer["folders"] = await folder_listing(ctx, await _folders(ctx, sj))
     return web.json_response(answer)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from .. import constants as c
-from .. import metrics, storage
+from .. import files, metrics, storage
 from ..constants import JobPhase, QueueReason
 from ..kube import ApiError, Job, Pod, QiskitFunction, Secret, ServerlessJob
 from . import job_endpoint, jobspec, usage
@@ -28,6 +28,7 @@ from .observe import Observation, advance, format_duration, observe
 log = logging.getLogger(__name__)
 
 LOG_LINES_IN_MESSAGE = 10
+MAX_LISTING_BYTES = 512 * 1024
 
 
 class JobInputError(Exception):
@@ -125,18 +126,24 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
     lifetime = jobspec.timeout_seconds(sj, cfg) + cfg.url_grace_seconds
     result_key = storage.result_key(meta["namespace"], meta["uid"])
     logs_key = storage.logs_key(meta["namespace"], meta["uid"])
+    # The job's files folders as they are now, with download links: the pod fills /data
+    # without asking the operator (it needs the job endpoint only to keep what it wrote).
+    folders = files.job_folders(
+        meta["namespace"], jobspec.job_user(sj), qf["spec"]["title"], qf["spec"].get("provider")
+    )
+    listing = json.dumps(
+        await job_endpoint.folder_listing(ctx, folders, min(lifetime, storage.MAX_URL_SECONDS))
+    )
     await ctx.kube.create_or_get(
         jobspec.runtime_secret(
             sj,
-            result_url=ctx.store.presign_put(
-                storage.result_key(meta["namespace"], meta["uid"]), lifetime
-            ),
-            logs_url=ctx.store.presign_put(
-                storage.logs_key(meta["namespace"], meta["uid"]), lifetime
-            ),
+            result_url=ctx.store.presign_put(result_key, lifetime),
+            logs_url=ctx.store.presign_put(logs_key, lifetime),
             gateway_token=job_endpoint.make_token(
                 meta["namespace"], meta["name"], secrets.token_urlsafe(32)
             ),
+            # A folder of thousands of files: the pod asks the job endpoint instead.
+            files_listing=listing if len(listing) <= MAX_LISTING_BYTES else None,
         )
     )
     await ctx.kube.create_or_get(

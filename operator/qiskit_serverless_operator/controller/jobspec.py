@@ -14,6 +14,7 @@ from .. import constants as c
 from ..config import OperatorConfig
 
 _DNS_LABEL = 63
+FILES_LISTING_KEY = "files.json"
 
 
 def restricted_pod_security() -> dict[str, Any]:
@@ -153,18 +154,19 @@ def _job_secret(sj: dict[str, Any], name: str, data: dict[str, str]) -> dict[str
 
 
 def runtime_secret(
-    sj: dict[str, Any], *, result_url: str, logs_url: str, gateway_token: str
+    sj: dict[str, Any],
+    *,
+    result_url: str,
+    logs_url: str,
+    gateway_token: str,
+    files_listing: str | None = None,
 ) -> dict[str, Any]:
-    """What the pod needs to report back, and nothing more: no storage credentials."""
-    return _job_secret(
-        sj,
-        runtime_secret_name(sj["metadata"]["name"]),
-        {
-            "result-url": result_url,
-            "logs-url": logs_url,
-            "gateway-token": gateway_token,
-        },
-    )
+    """What the pod needs to report back, and nothing more: no storage credentials. With
+    ``files_listing``, the job's files folders (JSON: mount -> files with download links)."""
+    data = {"result-url": result_url, "logs-url": logs_url, "gateway-token": gateway_token}
+    if files_listing is not None:
+        data[FILES_LISTING_KEY] = files_listing
+    return _job_secret(sj, runtime_secret_name(sj["metadata"]["name"]), data)
 
 
 def output_secret(sj: dict[str, Any], *, result_url: str, logs_url: str) -> dict[str, Any]:

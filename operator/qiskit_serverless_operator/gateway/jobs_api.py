@@ -242,15 +242,7 @@ async def provider_logs(request: web.Request) -> web.Response:
 @routes.get("/api/{version}/jobs/{job_id}/runtime_jobs")
 async def runtime_jobs(request: web.Request) -> web.Response:
     _, _, sj = await _job(request)
-    recorded = (sj.get("status") or {}).get("runtimeJobs") or []
-    return web.json_response(
-        {
-            "runtime_jobs": [
-                {"runtime_job": item["job"], "runtime_session": item.get("session")}
-                for item in recorded
-            ]
-        }
-    )
+    return web.json_response({"runtime_jobs": shapes.runtime_jobs(sj)})
 
 
 @routes.get("/api/{version}/jobs/{job_id}/events")

@@ -14,6 +14,9 @@ from typing import Any
 
 from .. import constants as c
 from ..constants import JobPhase
+from ..reports import job_events, runtime_jobs
+
+__all__ = ["job_events", "runtime_jobs"]
 
 # Our phases in the gateway's words (qiskit_serverless.core.job.STATUS_MAP reverses them).
 GATEWAY_STATUS = {
@@ -97,44 +100,3 @@ def job_json(sj: dict[str, Any], qf: dict[str, Any] | None) -> dict[str, Any]:
         "sub_status": status.get("subStatus") if phase(sj) == JobPhase.RUNNING else None,
         "compute_profile": None,
     }
-
-
-def job_events(sj: dict[str, Any]) -> list[dict[str, Any]]:
-    """The job's events as the gateway lists them: what the program reported with
-    send_error(), then, for a job that ended in ERROR, the operator's reason and message
-    (so ``job.error_message()`` and ``job.result()`` say what went wrong)."""
-    status = sj.get("status") or {}
-    events = [
-        {
-            "event_type": "ERROR",
-            "origin": "API",
-            "context": "SEND_ERROR",
-            "created": event.get("created"),
-            "data": {
-                "code": event.get("code", ""),
-                "message": event.get("message", ""),
-                "exception": event.get("exception", ""),
-                "error_type": event.get("exception", ""),
-                "args": event.get("args"),
-            },
-        }
-        for event in status.get("events") or []
-    ]
-    if phase(sj) == JobPhase.ERROR:
-        reason = status.get("reason") or "Failed"
-        events.append(
-            {
-                "event_type": "ERROR",
-                "origin": "SCHEDULER",
-                "context": "UPDATE_JOB_STATUS",
-                "created": status.get("completionTime"),
-                "data": {
-                    "code": reason,
-                    "message": status.get("message") or "the job failed",
-                    "exception": reason,
-                    "error_type": reason,
-                    "args": None,
-                },
-            }
-        )
-    return events

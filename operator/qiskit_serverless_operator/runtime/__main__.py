@@ -111,7 +111,7 @@ def main() -> int:
         )
         return EXIT_ENTRYPOINT_MISSING
 
-    folders = Folders.from_env()
+    folders = Folders.from_env(runtime_dir)
     if folders is not None:
         try:
             fetched = folders.download()

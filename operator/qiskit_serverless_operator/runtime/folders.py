@@ -1,9 +1,12 @@
 """The job's files folders in the pod: ``/data`` (the user's) and ``/function_data`` (the
 provider's, for a provider's function), filled before the program starts and kept after.
 
-The pod holds no storage credentials: the operator's job endpoint (authenticated with the
-job's own token) lists the folders with a download link per file, and hands an upload link
-for each file the program wrote or changed, after checking its name and the folder's quota.
+The pod holds no storage credentials: the operator lists the folders with a download link
+per file when it starts the job (``files.json`` in the job's runtime Secret; for a folder too
+big for a Secret the job endpoint lists them), and the job endpoint (authenticated with the
+job's own token) hands an upload link for each file the program wrote or changed, after
+checking its name and the folder's quota. A job whose folders are empty and that writes none
+never calls the job endpoint, so it runs even while no operator does.
 Only files directly in a folder are kept (the files API has no sub-folders); a file the
 program deletes stays in storage (delete it with the files API).
 """
@@ -20,6 +23,8 @@ import urllib.request
 from pathlib import Path
 
 ATTEMPTS = 3
+# How long to keep trying a job endpoint that does not answer (an operator restarting).
+PATIENCE_SECONDS = 120.0
 
 
 class FolderError(Exception):
@@ -35,40 +40,54 @@ def _digest(path: Path) -> str:
 
 
 def _retry(what: str, action):  # type: ignore[no-untyped-def]
-    for attempt in range(1, ATTEMPTS + 1):
+    """Try again on a server error (3 times) or on no answer at all (for up to two minutes:
+    the operator may be restarting); a refusal (4xx) is final."""
+    deadline = time.monotonic() + PATIENCE_SECONDS
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return action()
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:500]
             with contextlib.suppress(ValueError, AttributeError):
                 detail = json.loads(detail).get("message", detail)
-            if exc.code < 500 or attempt == ATTEMPTS:
+            if exc.code < 500 or attempt >= ATTEMPTS:
                 raise FolderError(f"{what}: HTTP {exc.code}: {detail}") from exc
         except (OSError, urllib.error.URLError) as exc:
-            if attempt == ATTEMPTS:
+            if time.monotonic() > deadline:
                 raise FolderError(f"{what}: {exc}") from exc
-        time.sleep(attempt)
-    raise AssertionError("unreachable")
+        time.sleep(min(attempt, 5))
 
 
 class Folders:
-    def __init__(self, endpoint: str, job_id: str, token: str, version: str = "v1") -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        job_id: str,
+        token: str,
+        version: str = "v1",
+        listing: dict[str, list[dict]] | None = None,
+    ) -> None:
         self.url = f"{endpoint.rstrip('/')}/api/{version}/jobs/{job_id}/files/"
         self.token = token
+        self.listing = listing
         self.fetched: dict[str, dict[str, str]] = {}  # mount -> name -> sha256 as fetched
 
     @classmethod
-    def from_env(cls) -> Folders | None:
+    def from_env(cls, runtime_dir: Path) -> Folders | None:
         """Only in a cluster job (the operator sets QSO_FILES_SYNC), not in local mode."""
         env = os.environ
         needed = ("ENV_JOB_GATEWAY_HOST", "ENV_JOB_ID_GATEWAY", "ENV_JOB_GATEWAY_TOKEN")
         if env.get("QSO_FILES_SYNC") != "1" or not all(env.get(name) for name in needed):
             return None
+        listing_file = runtime_dir / "files.json"
         return cls(
             env["ENV_JOB_GATEWAY_HOST"],
             env["ENV_JOB_ID_GATEWAY"],
             env["ENV_JOB_GATEWAY_TOKEN"],
             env.get("ENV_GATEWAY_PROVIDER_VERSION") or "v1",
+            listing=json.loads(listing_file.read_text()) if listing_file.exists() else None,
         )
 
     def _call(self, method: str, body: dict | None = None) -> dict:
@@ -83,9 +102,11 @@ class Folders:
 
     def download(self) -> int:
         """Fill the folders; returns the number of files fetched."""
-        listing = _retry("listing the job's files", lambda: self._call("GET"))
+        folders = self.listing
+        if folders is None:
+            folders = _retry("listing the job's files", lambda: self._call("GET")).get("folders")
         count = 0
-        for mount, entries in (listing.get("folders") or {}).items():
+        for mount, entries in (folders or {}).items():
             folder = Path(mount)
             folder.mkdir(parents=True, exist_ok=True)
             self.fetched[mount] = {}

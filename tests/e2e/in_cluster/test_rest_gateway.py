@@ -160,6 +160,13 @@ def test_a_provider_folder_is_the_jobs_function_data(rest: dict[str, Any], tmp_p
     }
     assert serverless.provider_files(fn) == ["model.txt"]
     assert serverless.files(fn) == []  # the user's folder for this function is another one
+    fetched = serverless.provider_file_download("model.txt", fn, download_location=str(tmp_path))
+    assert (tmp_path / fetched).read_text() == "weights v1\n"
+    extra = tmp_path / "old.txt"
+    extra.write_text("obsolete\n")
+    serverless.provider_file_upload(str(extra), fn)
+    assert serverless.provider_file_delete("old.txt", fn) == "Requested file was deleted."
+    assert serverless.provider_files(fn) == ["model.txt"]
     job = fn.run()
     assert _wait(job) == "DONE"
     # The provider's view of its function's jobs, every user's.
