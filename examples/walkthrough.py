@@ -63,7 +63,14 @@ def watch(job, timeout: float = 900, name: str = "job", seen: list[str] | None =
 def connect_rest(host: str, token: str, namespace: str):
     """Unchanged Qiskit Serverless client code, pointed at the REST gateway: the token is
     any the cluster accepts (a ServiceAccount's), the instance is the namespace."""
+    import logging
+
     from qiskit_serverless import ServerlessClient
+
+    # stop() first tries to make a QiskitRuntimeService of the token (to cancel the job's
+    # Qiskit Runtime jobs) and warns that it cannot: an IBM Quantum token is not ours.
+    warnings.filterwarnings("ignore", message="No QiskitRuntimeService", category=UserWarning)
+    logging.getLogger("qiskit_ibm_runtime").setLevel(logging.ERROR)
 
     return ServerlessClient(host=host, token=token, instance=namespace)
 

@@ -181,7 +181,7 @@ def gateway_env(paths: Paths, namespace: str, service_account: str) -> list[str]
         ),
     ):
         result = _kubectl(paths, *args)
-        if result.returncode != 0 and "AlreadyExists" not in result.stderr:
+        if result.returncode != 0 and "already exists" not in result.stderr.lower():
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
     token = _check(
         _kubectl(paths, "-n", namespace, "create", "token", service_account, "--duration=1h"),
