@@ -10,6 +10,7 @@ from typing import Any
 
 import kopf
 
+from . import logsetup
 from .config import ConfigError, OperatorConfig
 
 
@@ -44,14 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logsetup.configure(args.verbose)
     if not args.verbose:
-        # One line per API request, and one per admission tick (every second): with thousands
-        # of jobs that is most of the log, and a measurable part of the operator's CPU.
-        logging.getLogger("httpx2").setLevel(logging.WARNING)
+        # One line per admission tick (every second) and per job event: with thousands of
+        # jobs that is most of the log.
         logging.getLogger("kopf.objects").addFilter(_not_routine)
     try:
         cfg = OperatorConfig.from_env()

@@ -19,6 +19,7 @@ import sys
 from aiohttp import web
 from lightkube import AsyncClient
 
+from .. import logsetup
 from ..config import ConfigError
 from ..kube import Kube
 from . import app as gateway_app
@@ -97,12 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        logging.getLogger("httpx2").setLevel(logging.WARNING)
+    logsetup.configure(args.verbose)
     try:
         config = GatewayConfig.from_env()
     except ConfigError as exc:

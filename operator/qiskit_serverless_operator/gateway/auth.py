@@ -37,26 +37,20 @@ CACHE_ENTRIES = 2000
 
 
 @dataclass(frozen=True)
-class Caller:
+class _Identity:
+    """Who the API server says a token belongs to."""
+
     user: str
     groups: tuple[str, ...]
     uid: str
     extra: tuple[tuple[str, tuple[str, ...]], ...]
-    namespace: str
-
-    @property
-    def service_account_namespace(self) -> str | None:
-        if self.user.startswith(_SERVICE_ACCOUNT):
-            return self.user[len(_SERVICE_ACCOUNT) :].split(":", 1)[0]
-        return None
 
 
 @dataclass(frozen=True)
-class _Identity:
-    user: str
-    groups: tuple[str, ...]
-    uid: str
-    extra: tuple[tuple[str, tuple[str, ...]], ...]
+class Caller(_Identity):
+    """That identity, and the namespace its request works in."""
+
+    namespace: str
 
 
 class _Cache:
@@ -104,6 +98,17 @@ class Authority:
         self._tokens = _Cache(self.token_seconds)
         self._access = _Cache(self.access_seconds)
 
+    async def _review(self, api_version: str, kind: str, spec: dict[str, Any], what: str) -> Any:
+        """Ask the API server (a TokenReview or SubjectAccessReview); its answer's status."""
+        review = {"apiVersion": api_version, "kind": kind, "spec": spec}
+        try:
+            answer = await self.kube.client.create(codecs.from_dict(review))
+        except ApiError as exc:
+            raise GatewayError(
+                503, f"the cluster could not check {what}: {exc.status.message}"
+            ) from exc
+        return answer.status
+
     async def caller(self, request: web.Request) -> Caller:
         header = request.headers.get("Authorization", "")
         token = header.split(" ")[-1].strip() if header else ""
@@ -125,18 +130,9 @@ class Authority:
             if isinstance(cached, str):
                 raise NotAuthenticated(cached)
             return cached
-        review = {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenReview",
-            "spec": {"token": token},
-        }
-        try:
-            answer = await self.kube.client.create(codecs.from_dict(review))
-        except ApiError as exc:
-            raise GatewayError(
-                503, f"the cluster could not check the token: {exc.status.message}"
-            ) from exc
-        status = answer.status
+        status = await self._review(
+            "authentication.k8s.io/v1", "TokenReview", {"token": token}, "the token"
+        )
         if not status or not status.authenticated or not status.user:
             why = "Authorization token is not valid."
             if status and status.error:
@@ -189,18 +185,9 @@ class Authority:
             spec["uid"] = caller.uid
         if caller.extra:
             spec["extra"] = {k: list(v) for k, v in caller.extra}
-        review = {
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SubjectAccessReview",
-            "spec": spec,
-        }
-        try:
-            answer = await self.kube.client.create(codecs.from_dict(review))
-        except ApiError as exc:
-            raise GatewayError(
-                503, f"the cluster could not check access: {exc.status.message}"
-            ) from exc
-        status = answer.status
+        status = await self._review(
+            "authorization.k8s.io/v1", "SubjectAccessReview", spec, "access"
+        )
         result = (bool(status and status.allowed), (status.reason or "") if status else "")
         self._access.put(key, result)
         return result

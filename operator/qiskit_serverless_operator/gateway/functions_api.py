@@ -214,28 +214,30 @@ def _arguments(body: dict[str, Any]) -> str:
     return raw or "{}"
 
 
-@routes.post("/api/{version}/programs/validate_arguments")
-async def validate_arguments(request: web.Request) -> web.Response:
+async def _function_request(
+    request: web.Request,
+) -> tuple[Gateway, Any, dict[str, Any], dict[str, Any], str]:
+    """A JSON request about one function (validate_arguments, run): the gateway, caller,
+    body, the function, and its arguments checked (JSON text of an object)."""
     gw = _gateway(request)
     caller = await gw.caller(request)
     body = await json_body(request)
     title, provider = split_title(body.get("title"), body.get("provider"))
     await gw.authority.require(caller, "get", "qiskitfunctions")
-    await gw.require_function(caller.namespace, title, provider)
-    _arguments(body)
+    qf = await gw.require_function(caller.namespace, title, provider)
+    return gw, caller, body, qf, _arguments(body)
+
+
+@routes.post("/api/{version}/programs/validate_arguments")
+async def validate_arguments(request: web.Request) -> web.Response:
+    await _function_request(request)
     return web.json_response({"valid": True})
 
 
 @routes.post("/api/{version}/programs/run")
 async def run(request: web.Request) -> web.Response:
-    gw = _gateway(request)
-    caller = await gw.caller(request)
-    body = await json_body(request)
-    title, provider = split_title(body.get("title"), body.get("provider"))
-    namespace = caller.namespace
-    await gw.authority.require(caller, "get", "qiskitfunctions")
-    qf = await gw.require_function(namespace, title, provider)
-    encoded = _arguments(body)
+    gw, caller, _, qf, encoded = await _function_request(request)
+    namespace, title = caller.namespace, qf["spec"]["title"]
     # What kubectl (and the SDK) would need to do the same: the arguments Secret and the job.
     await gw.authority.require_all(
         caller,
