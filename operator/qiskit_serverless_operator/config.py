@@ -128,6 +128,9 @@ class OperatorConfig:
     max_log_bytes: int = 50 * 1024 * 1024
     # Presigned URLs handed to pods are valid this long past the job's timeout.
     url_grace_seconds: int = 3600
+    # The read links of a job's result and logs (sj-out Secret): the S3 maximum, 7 days; a
+    # client whose link expired asks for new ones (the refresh-links annotation).
+    read_link_seconds: int = 7 * 24 * 3600
     default_timeout_seconds: int = 24 * 3600
     default_cpu: str = "500m"
     default_memory: str = "1Gi"
@@ -179,6 +182,7 @@ class OperatorConfig:
             finished_pod_ttl_seconds=int_setting(env, "QSO_FINISHED_POD_TTL_SECONDS", 300),
             retain_objects_on_delete=_bool(env, "QSO_RETAIN_OBJECTS_ON_DELETE", False),
             max_log_bytes=int_setting(env, "QSO_MAX_LOG_BYTES", 50 * 1024 * 1024),
+            read_link_seconds=int_setting(env, "QSO_READ_LINK_SECONDS", 7 * 24 * 3600),
             default_timeout_seconds=int_setting(env, "QSO_DEFAULT_TIMEOUT_SECONDS", 24 * 3600),
             default_cpu=env.get("QSO_DEFAULT_CPU", "500m"),
             default_memory=env.get("QSO_DEFAULT_MEMORY", "1Gi"),

@@ -74,6 +74,11 @@ ANNOTATION_SUBMITTER = f"{GROUP}/submitter"
 ANNOTATION_SUBMITTED_AT = f"{GROUP}/submitted-at"
 # A ServerlessJob's UID, as written in its status: `--field-selector status.jobId=<uid>`.
 JOB_ID_FIELD = "status.jobId"
+# A client whose read links (sj-out Secret) expired sets this to a new value (e.g. the time);
+# the operator signs new links and records the value in status.linksRefreshed.
+ANNOTATION_REFRESH_LINKS = f"{GROUP}/refresh-links"
+# On a job's pod: the provider of its function (its logs are split between user and provider).
+ANNOTATION_PROVIDER = f"{GROUP}/provider"
 # Kueue's contract: a job with this label is admitted by Kueue, not by the operator's queue.
 LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 

@@ -26,6 +26,11 @@ def logs_key(namespace: str, uid: str) -> str:
     return f"jobs/{namespace}/{uid}/logs.txt"
 
 
+def provider_logs_key(namespace: str, uid: str) -> str:
+    """A provider's function: the lines its provider sees (the user's are in logs.txt)."""
+    return f"jobs/{namespace}/{uid}/provider-logs.txt"
+
+
 def archive_key(namespace: str, uid: str, sha256: str) -> str:
     return f"functions/{namespace}/{uid}/source-{sha256}.tar.gz"
 
@@ -67,7 +72,7 @@ class ObjectStore:
         return self._client.generate_presigned_url(
             "put_object",
             Params={"Bucket": self.bucket, "Key": key},
-            ExpiresIn=max(60, min(seconds, MAX_URL_SECONDS)),
+            ExpiresIn=max(1, min(seconds, MAX_URL_SECONDS)),
         )
 
     def sha256(self, key: str) -> str | None:
@@ -91,7 +96,7 @@ class ObjectStore:
         return self._client.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": key},
-            ExpiresIn=max(60, min(seconds, MAX_URL_SECONDS)),
+            ExpiresIn=max(1, min(seconds, MAX_URL_SECONDS)),
         )
 
     def size(self, key: str) -> int | None:

@@ -9,7 +9,8 @@ import tarfile
 
 import pytest
 
-from qiskit_serverless_operator import files, logsplit, source
+from qiskit_serverless_operator import files, source
+from qiskit_serverless_operator.runtime import logsplit
 
 pytestmark = pytest.mark.unit
 

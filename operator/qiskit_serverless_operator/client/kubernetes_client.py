@@ -30,8 +30,11 @@ from qiskit_serverless.core.job_event import JobEvent
 from qiskit_serverless.exception import QiskitServerlessException
 from qiskit_serverless.serializers.program_serializers import QiskitObjectsEncoder
 
+from .. import arguments as schema_module
 from .. import constants as c
 from .. import objects, reports, source
+from ..controller import jobspec
+from ..runtime import logsplit
 
 NO_LOGS = "No logs yet."
 SUBMITTED_AT = c.ANNOTATION_SUBMITTED_AT
@@ -214,19 +217,23 @@ class KubernetesClient(BaseClient):
             raise QiskitServerlessException(f"no job {job_id} in namespace {self.namespace!r}")
         return body
 
-    def _read_link(self, body: dict[str, Any], key: str) -> str | None:
-        name = f"sj-out-{body['metadata']['name']}"
+    def _read_link(self, body: dict[str, Any], key: str, secret: str) -> str | None:
         try:
-            secret = self._core.read_namespaced_secret(name, self.namespace)
+            found = self._core.read_namespaced_secret(secret, self.namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise _api_error(exc, "read the job's output links", self.namespace) from exc
-        data = (secret.data or {}).get(key)
+        data = (found.data or {}).get(key)
         return base64.b64decode(data).decode() if data else None
 
-    def _fetch(self, body: dict[str, Any], key: str) -> str | None:
-        url = self._read_link(body, key)
+    def _fetch(
+        self, body: dict[str, Any], key: str, secret: str | None = None, refreshed: bool = False
+    ) -> str | None:
+        """An output of the job through its read link; an expired link (they last at most 7
+        days) is renewed by the operator on request, once."""
+        secret = secret or jobspec.output_secret_name(body["metadata"]["name"])
+        url = self._read_link(body, key, secret)
         if not url:
             return None
         try:
@@ -235,9 +242,36 @@ class KubernetesClient(BaseClient):
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return None
+            if exc.code == 403 and not refreshed:
+                self._refresh_links(body, secret, key, url)
+                return self._fetch(body, key, secret, refreshed=True)
             raise QiskitServerlessException(
                 f"object storage refused the job's {key.split('-')[0]} (HTTP {exc.code})"
             ) from exc
+
+    def _refresh_links(
+        self, body: dict[str, Any], secret: str, key: str, old: str, timeout: float = 60
+    ) -> None:
+        name = body["metadata"]["name"]
+        try:
+            self._custom.patch_namespaced_custom_object(
+                c.GROUP,
+                c.VERSION,
+                self.namespace,
+                c.JOB_PLURAL,
+                name,
+                {"metadata": {"annotations": {c.ANNOTATION_REFRESH_LINKS: f"{time.time():.6f}"}}},
+            )
+        except ApiException as exc:
+            raise _api_error(exc, "ask for new read links", self.namespace) from exc
+        deadline = time.monotonic() + timeout
+        while self._read_link(body, key, secret) == old:
+            if time.monotonic() > deadline:
+                raise QiskitServerlessException(
+                    f"the job's read links expired and no new ones came in {timeout:.0f} s; "
+                    "is the operator running?"
+                )
+            time.sleep(0.5)
 
     def _runnable(self, body: dict[str, Any]) -> RunnableQiskitFunction:
         spec = body["spec"]
@@ -251,6 +285,7 @@ class KubernetesClient(BaseClient):
             description=spec.get("description"),
             version=spec.get("version"),
             image=(body.get("status") or {}).get("image") or spec.get("image"),
+            arguments_schema=schema_module.schema_of(spec),
             raw_data=body,
         )
 
@@ -286,6 +321,8 @@ class KubernetesClient(BaseClient):
         ):
             if value:
                 spec[key] = value
+        if program.arguments_schema not in (None, {}):
+            spec["argumentsSchema"] = program.arguments_schema
         archive: bytes | None = None
         if program.image:
             spec["image"] = program.image
@@ -409,12 +446,14 @@ class KubernetesClient(BaseClient):
     ) -> Job:
         title = program if isinstance(program, str) else program.title
         provider = provider or (None if isinstance(program, str) else program.provider)
-        if self.function(title, provider) is None:
+        function = self.function(title, provider)
+        if function is None:
             raise QiskitServerlessException(
                 f"function {title!r} not found in namespace {self.namespace!r}; "
                 "serverless.functions() lists the ones you can run"
             )
         encoded = encode_arguments(arguments)
+        _check_against_schema(function, encoded)
         too_large = objects.arguments_too_large(encoded)
         if too_large:
             raise QiskitServerlessException(too_large)
@@ -451,7 +490,14 @@ class KubernetesClient(BaseClient):
     def validate_arguments(
         self, title: str, arguments: dict[str, Any] | None = None, provider: str | None = None
     ) -> dict:
-        encode_arguments(arguments)
+        """Check the arguments against the function's schema (as the operator will), without
+        creating a job: ``{"valid": True}``, or a QiskitServerlessException with the path."""
+        function = self.function(title, provider)
+        if function is None:
+            raise QiskitServerlessException(
+                f"function {title!r} not found in namespace {self.namespace!r}"
+            )
+        _check_against_schema(function, encode_arguments(arguments))
         return {"valid": True}
 
     # ------------------------------------------------------------------ jobs
@@ -510,11 +556,23 @@ class KubernetesClient(BaseClient):
         return self._fetch(body, "result-url") or "{}"
 
     def logs(self, job_id: str) -> str:
+        """The user's logs: while the job runs, as of the last few seconds. For a provider's
+        function only its [PUBLIC] lines; tags removed, as Qiskit Serverless shows them."""
         text = self._fetch(self._require_job(job_id), "logs-url")
-        return text if text else NO_LOGS
+        return logsplit.user_view(text, provider_function=False) if text else NO_LOGS
 
     def provider_logs(self, job_id: str) -> str:
-        return self.logs(job_id)
+        """A provider's function: every line but the [PUBLIC] ones (the provider's Secret
+        sj-prov-<job> holds the link, so RBAC on Secrets decides who reads them)."""
+        body = self._require_job(job_id)
+        name = body["metadata"]["name"]
+        function = self.function(body["spec"]["function"])
+        if function is None or not function.provider:
+            raise QiskitServerlessException(
+                f"job {job_id} is not of a provider's function: it has no provider logs"
+            )
+        text = self._fetch(body, "logs-url", jobspec.provider_secret_name(name))
+        return text if text else NO_LOGS
 
     def filtered_logs(self, job_id: str, **kwargs: Any) -> str:
         logs = self.logs(job_id)
@@ -549,6 +607,23 @@ class KubernetesClient(BaseClient):
         if kind and str(kind).upper() != "ERROR":
             raise QiskitServerlessException("Type is not valid. Valid types: ['ERROR']")
         return [JobEvent.from_json(e) for e in reports.job_events(self._require_job(job_id))]
+
+
+def _check_against_schema(function: RunnableQiskitFunction, encoded: str) -> None:
+    """Refuse arguments the function's schema does not allow, before any job exists."""
+    schema = function.arguments_schema
+    if schema is None:
+        return
+    try:
+        schema_module.validate(schema, json.loads(encoded))
+    except schema_module.ArgumentsError as exc:
+        raise QiskitServerlessException(
+            f"the arguments do not fit function {function.title!r}'s argumentsSchema: {exc}"
+        ) from exc
+    except schema_module.SchemaError as exc:
+        raise QiskitServerlessException(
+            f"function {function.title!r} has an unusable argumentsSchema: {exc}"
+        ) from exc
 
 
 def _submission_order(body: dict[str, Any]) -> tuple[str, float, str]:

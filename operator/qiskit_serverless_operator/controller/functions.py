@@ -18,8 +18,8 @@ from typing import Any
 
 import kopf
 
+from .. import arguments, storage
 from .. import constants as c
-from .. import storage
 from ..constants import FunctionPhase
 from ..kube import ApiError, Job, Pod, QiskitFunction, ServerlessJob
 from ..source import MAX_INLINE_SOURCE_BYTES
@@ -83,6 +83,17 @@ def desired_status(
     spec = body["spec"]
     name = body["metadata"]["name"]
     digest = source_digest(spec)
+    schema = arguments.schema_of(spec)
+    if schema is not None:
+        try:
+            arguments.check_schema(schema)
+        except arguments.SchemaError as exc:
+            return _status(
+                FunctionPhase.FAILED,
+                "InvalidArgumentsSchema",
+                f"spec.argumentsSchema is not a usable JSON Schema: {exc}",
+                digest,
+            )
     if spec.get("image"):
         return _status(
             FunctionPhase.PENDING,

@@ -19,7 +19,7 @@ from ..storage import ObjectStore
 from . import job_endpoint, kopf_settings, scheduler
 from .context import Context, get_context, set_context
 from .functions import reconcile_function
-from .jobs import cleanup_job, reconcile_job
+from .jobs import cleanup_job, links_refresh_wanted, reconcile_job, refresh_links
 from .jobstore import record_of, store
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,12 @@ async def job_changed(name: str, namespace: str, **_: Any) -> None:
 async def job_spec_event(name: str, namespace: str, type: str, **_: Any) -> None:
     if type != "DELETED":
         await reconcile_job(namespace, name)
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.JOB_PLURAL, when=lambda body, **_: links_refresh_wanted(body))
+async def job_links_asked(name: str, namespace: str, type: str, **_: Any) -> None:
+    if type != "DELETED":
+        await refresh_links(namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)

@@ -7,6 +7,8 @@ number of times, from any trigger, before or after a crash.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import datetime
 import json
 import logging
@@ -16,11 +18,12 @@ from typing import Any
 
 import kopf
 
+from .. import arguments, files, metrics, storage
 from .. import constants as c
-from .. import files, metrics, storage
 from ..constants import JobPhase, QueueReason
 from ..kube import ApiError, Job, Pod, QiskitFunction, Secret, ServerlessJob
-from . import job_endpoint, jobspec, usage
+from ..runtime import logsplit
+from . import job_endpoint, jobspec, runtime_cancel, usage
 from .conditions import conditions, now_iso
 from .context import Context, get_context
 from .observe import Observation, advance, format_duration, observe
@@ -56,41 +59,64 @@ async def find_function(ctx: Context, namespace: str, title: str) -> dict[str, A
     return None
 
 
-async def _arguments(ctx: Context, sj: dict[str, Any]) -> tuple[str, str]:
-    """The arguments Secret and key for the pod, creating the Secret for inline arguments."""
+async def read_arguments(ctx: Context, sj: dict[str, Any]) -> dict[str, Any]:
+    """The job's arguments, decoded (inline, or from the Secret it names)."""
     spec = sj["spec"]
     namespace = sj["metadata"]["namespace"]
     args = spec.get("arguments") or {}
     ref = args.get("secretRef")
-    if ref:
-        secret = await ctx.kube.get(Secret, ref["name"], namespace)
-        key = ref.get("key") or c.ARGUMENTS_FILE
-        if secret is None:
-            raise JobInputError(
-                "ArgumentsNotFound",
-                f"arguments Secret {ref['name']!r} not found in namespace {namespace}",
-            )
-        data = (secret.get("data") or {}).get(key)
-        if data is None:
-            raise JobInputError(
-                "ArgumentsNotFound", f"arguments Secret {ref['name']!r} has no key {key!r}"
-            )
-        import base64
+    if not ref:
+        return args.get("inline") or {}
+    secret = await ctx.kube.get(Secret, ref["name"], namespace)
+    key = ref.get("key") or c.ARGUMENTS_FILE
+    if secret is None:
+        raise JobInputError(
+            "ArgumentsNotFound",
+            f"arguments Secret {ref['name']!r} not found in namespace {namespace}",
+        )
+    data = (secret.get("data") or {}).get(key)
+    if data is None:
+        raise JobInputError(
+            "ArgumentsNotFound", f"arguments Secret {ref['name']!r} has no key {key!r}"
+        )
+    try:
+        decoded = json.loads(base64.b64decode(data))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JobInputError(
+            "InvalidArguments", f"arguments in Secret {ref['name']!r} are not valid JSON: {exc}"
+        ) from exc
+    if not isinstance(decoded, dict):
+        raise JobInputError(
+            "InvalidArguments",
+            f"arguments must be a JSON object (keyword arguments), got {type(decoded).__name__}",
+        )
+    return decoded
 
-        try:
-            decoded = json.loads(base64.b64decode(data))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise JobInputError(
-                "InvalidArguments", f"arguments in Secret {ref['name']!r} are not valid JSON: {exc}"
-            ) from exc
-        if not isinstance(decoded, dict):
-            raise JobInputError(
-                "InvalidArguments",
-                "arguments must be a JSON object (keyword arguments), got "
-                f"{type(decoded).__name__}",
-            )
-        return ref["name"], key
-    inline = args.get("inline") or {}
+
+async def check_arguments(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
+    """Against the function's arguments schema, if it has one: before the job is queued, so a
+    refused run never waits for admission and never has a pod."""
+    schema = arguments.schema_of(qf["spec"])
+    if schema is None:
+        return
+    decoded = await read_arguments(ctx, sj)
+    try:
+        await asyncio.to_thread(arguments.validate, schema, decoded)
+    except arguments.ArgumentsError as exc:
+        raise JobInputError("InvalidArguments", f"{exc} (the function's argumentsSchema)") from exc
+    except arguments.SchemaError as exc:
+        raise JobInputError(
+            "InvalidArgumentsSchema", f"the function's argumentsSchema: {exc}"
+        ) from exc
+
+
+async def _arguments(ctx: Context, sj: dict[str, Any]) -> tuple[str, str]:
+    """The arguments Secret and key for the pod, creating the Secret for inline arguments."""
+    ref = (sj["spec"].get("arguments") or {}).get("secretRef")
+    if ref:
+        await read_arguments(ctx, sj)  # it exists, and holds a JSON object
+        return ref["name"], ref.get("key") or c.ARGUMENTS_FILE
+    inline = (sj["spec"].get("arguments") or {}).get("inline") or {}
     text = json.dumps(inline, separators=(",", ":"))
     if len(text.encode()) > c.SECRET_MAX_BYTES - 4096:
         raise JobInputError(
@@ -128,8 +154,10 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
     logs_key = storage.logs_key(meta["namespace"], meta["uid"])
     # The job's files folders as they are now, with download links: the pod fills /data
     # without asking the operator (it needs the job endpoint only to keep what it wrote).
+    provider = qf["spec"].get("provider") or None
+    provider_logs_key = storage.provider_logs_key(meta["namespace"], meta["uid"])
     folders = files.job_folders(
-        meta["namespace"], jobspec.job_user(sj), qf["spec"]["title"], qf["spec"].get("provider")
+        meta["namespace"], jobspec.job_user(sj), qf["spec"]["title"], provider
     )
     listing = json.dumps(
         await job_endpoint.folder_listing(ctx, folders, min(lifetime, storage.MAX_URL_SECONDS))
@@ -144,15 +172,26 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
             ),
             # A folder of thousands of files: the pod asks the job endpoint instead.
             files_listing=listing if len(listing) <= MAX_LISTING_BYTES else None,
+            provider_logs_url=ctx.store.presign_put(provider_logs_key, lifetime)
+            if provider
+            else None,
         )
     )
     await ctx.kube.create_or_get(
         jobspec.output_secret(
             sj,
-            result_url=ctx.store.presign_get(result_key, storage.MAX_URL_SECONDS),
-            logs_url=ctx.store.presign_get(logs_key, storage.MAX_URL_SECONDS),
+            result_url=ctx.store.presign_get(result_key, cfg.read_link_seconds),
+            logs_url=ctx.store.presign_get(logs_key, cfg.read_link_seconds),
         )
     )
+    if provider:
+        # The provider's own read link, in a Secret of its own (never the user's sj-out).
+        await ctx.kube.create_or_get(
+            jobspec.provider_secret(
+                sj,
+                logs_url=ctx.store.presign_get(provider_logs_key, cfg.read_link_seconds),
+            )
+        )
     await ctx.kube.create_or_get(
         jobspec.batch_job(sj, qf, cfg, arguments_secret=args_secret, arguments_key=args_key)
     )
@@ -235,12 +274,21 @@ async def _finish(
     ns, uid = meta["namespace"], meta["uid"]
     store = ctx.store
     logs_key = storage.logs_key(ns, uid)
+    limit = ctx.config.max_log_bytes
     tail = ""
+    provider = None
     if pod is not None:
+        provider = (pod["metadata"].get("annotations") or {}).get(c.ANNOTATION_PROVIDER)
         tail = await ctx.kube.pod_log_tail(pod["metadata"]["name"], ns, 100_000)
-        encoded = tail.encode()[-ctx.config.max_log_bytes :]
         # The pod's wrapper streams logs too; the API's copy is complete even when the
         # wrapper was killed (OOM, deadline), so it is the one kept.
+        if provider:
+            user_text = logsplit.user_view(tail, provider_function=True)
+            provider_bytes = logsplit.capped(logsplit.provider_view(tail).encode(), limit)
+            await store.aput(storage.provider_logs_key(ns, uid), provider_bytes)
+        else:
+            user_text = tail
+        encoded = logsplit.capped(user_text.encode(), limit)
         if encoded or await store.asize(logs_key) is None:
             await store.aput(logs_key, encoded)
     elif await store.asize(logs_key) is None:
@@ -254,6 +302,14 @@ async def _finish(
         "logs": {"bucket": store.bucket, "key": logs_key, "size": await store.asize(logs_key) or 0},
         "pod": None,
     }
+    provider_key = storage.provider_logs_key(ns, uid)
+    provider_size = await store.asize(provider_key)
+    if provider_size is not None:
+        status["providerLogs"] = {
+            "bucket": store.bucket,
+            "key": provider_key,
+            "size": provider_size,
+        }
     result_size = await store.asize(storage.result_key(ns, uid))
     if result_size is not None:
         status["result"] = {
@@ -263,7 +319,9 @@ async def _finish(
         }
     message = obs.message
     if obs.phase == JobPhase.ERROR:
-        lines = [line for line in tail.splitlines() if line.strip()][-LOG_LINES_IN_MESSAGE:]
+        # A provider's function: only what its user may see goes into the job's message.
+        shown = logsplit.user_view(tail, provider_function=True) if provider else tail
+        lines = [line for line in shown.splitlines() if line.strip()][-LOG_LINES_IN_MESSAGE:]
         if lines:
             message += "; last log lines:\n" + "\n".join(lines)
     status["message"] = message
@@ -290,19 +348,21 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
     job_name = jobspec.batch_job_name(name)
 
     if spec.get("stop"):
+        # What the program started on IBM Quantum first, while the pod still runs.
+        runtime_jobs, runtime_message = await runtime_cancel.cancel(ctx, sj)
         await ctx.kube.delete(Job, job_name, ns)
-        await _write_status(
-            ctx,
-            sj,
-            {
-                "phase": JobPhase.CANCELED.value,
-                "reason": "StopRequested",
-                "message": "stopped on request (spec.stop)",
-                "completionTime": now_iso(),
-                "pod": None,
-                "subStatus": None,
-            },
-        )
+        changes: dict[str, Any] = {
+            "phase": JobPhase.CANCELED.value,
+            "reason": "StopRequested",
+            "message": "stopped on request (spec.stop)"
+            + (f"; {runtime_message}" if runtime_message else ""),
+            "completionTime": now_iso(),
+            "pod": None,
+            "subStatus": None,
+        }
+        if runtime_jobs is not None:
+            changes["runtimeJobs"] = runtime_jobs
+        await _write_status(ctx, sj, changes)
         return
 
     job = await ctx.kube.get(Job, job_name, ns)
@@ -369,6 +429,9 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
                     },
                 )
                 return
+            checked = (QueueReason.PENDING, QueueReason.ADMITTED, QueueReason.KUEUE)
+            if not status.get("admittedAt") and status.get("reason") not in checked:
+                await check_arguments(ctx, sj, qf)
             kueue_queue = jobspec.kueue_queue_name(sj)
             if not kueue_queue and not status.get("admittedAt"):
                 # Ready to run: the admission queue (scheduler.py) decides when.
@@ -435,6 +498,46 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
     await _write_status(ctx, sj, changes)
 
 
+# --------------------------------------------------------------------------- read links
+
+
+def links_refresh_wanted(body: dict[str, Any]) -> bool:
+    asked = ((body.get("metadata") or {}).get("annotations") or {}).get(c.ANNOTATION_REFRESH_LINKS)
+    return bool(asked) and asked != (body.get("status") or {}).get("linksRefreshed")
+
+
+async def refresh_links(namespace: str, name: str) -> None:
+    """New read links for a job's result and logs (presigned URLs last at most 7 days): a
+    client whose links expired asks with the refresh-links annotation."""
+    ctx = get_context()
+    async with ctx.job_slots, ctx.lock(f"{namespace}/{name}"):
+        sj = await ctx.kube.get(ServerlessJob, name, namespace)
+        if sj is None or not links_refresh_wanted(sj):
+            return
+        seconds = ctx.config.read_link_seconds
+        uid = sj["metadata"]["uid"]
+        links = {
+            jobspec.output_secret_name(name): {
+                "result-url": ctx.store.presign_get(storage.result_key(namespace, uid), seconds),
+                "logs-url": ctx.store.presign_get(storage.logs_key(namespace, uid), seconds),
+            },
+            jobspec.provider_secret_name(name): {
+                "logs-url": ctx.store.presign_get(
+                    storage.provider_logs_key(namespace, uid), seconds
+                ),
+            },
+        }
+        for secret, data in links.items():
+            try:
+                await ctx.kube.patch(Secret, secret, namespace, {"stringData": data})
+            except ApiError as exc:
+                if exc.status.code != 404:  # never started, or not a provider's function
+                    raise
+        asked = sj["metadata"]["annotations"][c.ANNOTATION_REFRESH_LINKS]
+        await ctx.kube.patch_status(ServerlessJob, name, namespace, {"linksRefreshed": asked})
+        log.info("job %s/%s: read links refreshed", namespace, name)
+
+
 # --------------------------------------------------------------------------- deletion
 
 
@@ -450,6 +553,10 @@ async def _cleanup(ctx: Context, body: dict[str, Any]) -> None:
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
     # Deleting a job must not erase its user's usage (fair share could be gamed so).
     await usage.account_deleted(ctx, body, time.time())
+    if (body.get("status") or {}).get("phase") not in {p.value for p in c.TERMINAL_JOB_PHASES}:
+        _, runtime_message = await runtime_cancel.cancel(ctx, body)
+        if runtime_message:
+            log.info("job %s/%s deleted while it ran; %s", ns, name, runtime_message)
     await ctx.kube.delete(Job, jobspec.batch_job_name(name), ns)
     pods = await ctx.kube.list(Pod, ns, labels={c.LABEL_JOB: name})
     if pods:
@@ -461,5 +568,10 @@ async def _cleanup(ctx: Context, body: dict[str, Any]) -> None:
     await ctx.kube.delete(Secret, jobspec.runtime_secret_name(name), ns)
     await ctx.kube.delete(Secret, jobspec.output_secret_name(name), ns)
     await ctx.kube.delete(Secret, jobspec.arguments_secret_name(name), ns)
+    await ctx.kube.delete(Secret, jobspec.provider_secret_name(name), ns)
     if not ctx.config.retain_objects_on_delete:
-        await ctx.store.adelete(storage.result_key(ns, uid), storage.logs_key(ns, uid))
+        await ctx.store.adelete(
+            storage.result_key(ns, uid),
+            storage.logs_key(ns, uid),
+            storage.provider_logs_key(ns, uid),
+        )

@@ -63,6 +63,10 @@ def output_secret_name(sj_name: str) -> str:
     return child_name("sj-out", sj_name)
 
 
+def provider_secret_name(sj_name: str) -> str:
+    return child_name("sj-prov", sj_name)
+
+
 def source_configmap_name(qf_name: str) -> str:
     return child_name("qf-src", qf_name)
 
@@ -160,12 +164,16 @@ def runtime_secret(
     logs_url: str,
     gateway_token: str,
     files_listing: str | None = None,
+    provider_logs_url: str | None = None,
 ) -> dict[str, Any]:
     """What the pod needs to report back, and nothing more: no storage credentials. With
-    ``files_listing``, the job's files folders (JSON: mount -> files with download links)."""
+    ``files_listing``, the job's files folders (JSON: mount -> files with download links);
+    with ``provider_logs_url``, where the provider's share of the logs goes."""
     data = {"result-url": result_url, "logs-url": logs_url, "gateway-token": gateway_token}
     if files_listing is not None:
         data[FILES_LISTING_KEY] = files_listing
+    if provider_logs_url is not None:
+        data["provider-logs-url"] = provider_logs_url
     return _job_secret(sj, runtime_secret_name(sj["metadata"]["name"]), data)
 
 
@@ -177,6 +185,11 @@ def output_secret(sj: dict[str, Any], *, result_url: str, logs_url: str) -> dict
         output_secret_name(sj["metadata"]["name"]),
         {"result-url": result_url, "logs-url": logs_url},
     )
+
+
+def provider_secret(sj: dict[str, Any], *, logs_url: str) -> dict[str, Any]:
+    """The read link of the provider's share of a provider function's logs."""
+    return _job_secret(sj, provider_secret_name(sj["metadata"]["name"]), {"logs-url": logs_url})
 
 
 def arguments_secret(sj: dict[str, Any], arguments_json: str) -> dict[str, Any]:
@@ -306,7 +319,14 @@ def batch_job(
             "activeDeadlineSeconds": timeout_seconds(sj, cfg),
             "ttlSecondsAfterFinished": cfg.finished_pod_ttl_seconds,
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {
+                    "labels": labels,
+                    **(
+                        {"annotations": {c.ANNOTATION_PROVIDER: qf["spec"]["provider"]}}
+                        if qf["spec"].get("provider")
+                        else {}
+                    ),
+                },
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from lightkube.core.exceptions import ApiError
 
-from .. import objects, source, storage
+from .. import arguments, objects, source, storage
 from ..kube import QiskitFunction, Secret
 from . import shapes
 from .errors import GatewayError, bad_request
@@ -131,6 +132,18 @@ def _spec(fields: dict[str, str], title: str, provider: str | None) -> dict[str,
             spec[key] = value
     if image and spec.get("dependencies"):
         raise bad_request("a custom image already holds its dependencies; list none")
+    raw_schema = fields.get("arguments_schema")
+    if raw_schema:
+        try:
+            schema = json.loads(raw_schema)
+        except ValueError:
+            raise bad_request("arguments_schema must be valid JSON.") from None
+        if schema != {}:  # the client sends {} to remove a schema
+            try:
+                arguments.check_schema(schema)
+            except arguments.SchemaError as exc:
+                raise bad_request(f"the function arguments schema cannot be used: {exc}") from None
+            spec["argumentsSchema"] = schema
     return spec
 
 
@@ -173,6 +186,9 @@ async def upload(request: web.Request) -> web.Response:
                     f"{other.get('provider') or '(no provider)'}/{other.get('title')}; "
                     "choose another title",
                 )
+            if "arguments_schema" not in form.fields and "argumentsSchema" in other:
+                # The client leaves the field out to keep the schema (and sends {} to drop it).
+                spec["argumentsSchema"] = other["argumentsSchema"]
             existing["spec"] = spec  # a whole-spec replace: removed fields go too
             qf = await gw.kube.replace(existing)
     except ApiError as exc:
@@ -225,7 +241,18 @@ async def _function_request(
     title, provider = split_title(body.get("title"), body.get("provider"))
     await gw.authority.require(caller, "get", "qiskitfunctions")
     qf = await gw.require_function(caller.namespace, title, provider)
-    return gw, caller, body, qf, _arguments(body)
+    encoded = _arguments(body)
+    schema = arguments.schema_of(qf["spec"])
+    if schema is not None:
+        try:
+            await asyncio.to_thread(arguments.validate, schema, json.loads(encoded))
+        except arguments.ArgumentsError as exc:
+            raise bad_request(exc.message, path=exc.path) from None
+        except arguments.SchemaError as exc:
+            raise bad_request(
+                f"the function arguments schema cannot be used: {exc}", path=[]
+            ) from None
+    return gw, caller, body, qf, encoded
 
 
 @routes.post("/api/{version}/programs/validate_arguments")

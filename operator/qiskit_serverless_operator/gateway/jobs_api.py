@@ -14,10 +14,11 @@ from aiohttp import web
 from lightkube.core.exceptions import ApiError
 
 from .. import constants as c
-from .. import logsplit, storage
+from .. import storage
 from ..constants import JobPhase
 from ..controller import jobspec
 from ..kube import ServerlessJob
+from ..runtime import logsplit
 from . import shapes
 from .auth import Caller
 from .errors import GatewayError, bad_request, forbidden
@@ -192,14 +193,16 @@ async def result(request: web.Request) -> web.Response:
     return web.json_response({"result": text})
 
 
-async def _log_text(gw: Gateway, sj: dict[str, Any]) -> str:
+async def _log_text(gw: Gateway, sj: dict[str, Any], provider_side: bool = False) -> str:
     meta = sj["metadata"]
-    location = (sj.get("status") or {}).get("logs") or {}
+    field, default = (
+        ("providerLogs", storage.provider_logs_key) if provider_side else ("logs", storage.logs_key)
+    )
+    location = (sj.get("status") or {}).get(field) or {}
     # While the job runs, the pod's wrapper keeps the same object up to date (every 5 s).
-    key = location.get("key") or storage.logs_key(meta["namespace"], meta["uid"])
+    key = location.get("key") or default(meta["namespace"], meta["uid"])
     data = await gw.store.aget(key)
-    text = (data or b"")[-gw.config.max_log_bytes :].decode(errors="replace")
-    return text
+    return (data or b"")[-gw.config.max_log_bytes :].decode(errors="replace")
 
 
 async def _provider_function(gw: Gateway, caller: Caller, sj: dict[str, Any]) -> dict | None:
@@ -214,8 +217,8 @@ async def logs(request: web.Request) -> web.Response:
     text = await _log_text(gw, sj)
     if not text:
         return web.Response(status=204)  # the client says 'No logs yet.'
-    provider_fn = await _provider_function(gw, caller, sj)
-    return web.json_response({"logs": logsplit.user_view(text, provider_fn is not None)})
+    # A provider's function: the stored logs are already the user's share (its [PUBLIC] lines).
+    return web.json_response({"logs": logsplit.user_view(text, provider_function=False)})
 
 
 @routes.get("/api/{version}/jobs/{job_id}/provider-logs")
@@ -233,10 +236,10 @@ async def provider_logs(request: web.Request) -> web.Response:
             f"You don't have access to job [{job_id}]: provider logs are for who may change "
             f"the function {qf['spec']['provider']}/{qf['spec']['title']}"
         )
-    text = await _log_text(gw, sj)
+    text = await _log_text(gw, sj, provider_side=True)
     if not text:
         return web.Response(status=204)
-    return web.json_response({"logs": logsplit.provider_view(text)})
+    return web.json_response({"logs": text})
 
 
 @routes.get("/api/{version}/jobs/{job_id}/runtime_jobs")

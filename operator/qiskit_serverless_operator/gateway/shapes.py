@@ -71,7 +71,8 @@ def function_json(qf: dict[str, Any]) -> dict[str, Any]:
         "documentation_url": None,
         "type": "GENERIC",
         "version": spec.get("version"),
-        "arguments_schema": "{}",
+        # JSON text, as the real gateway's column; "{}" when there is none.
+        "arguments_schema": json.dumps(spec.get("argumentsSchema", {})),
         "sizes": {},
         "default_size": None,
     }

@@ -2,7 +2,8 @@
 
 - Runs ``$QSO_SOURCE_DIR/$QSO_ENTRYPOINT`` with the same Python, passing its output through
   (so ``kubectl logs`` shows it) and keeping a bounded tail that is uploaded to object storage
-  every few seconds and at the end, through the presigned URL in the runtime Secret.
+  every few seconds and at the end, through the presigned URL in the runtime Secret; for a
+  provider's function two, split as Qiskit Serverless splits them (logsplit.py).
 - Before the program starts, fills ``/data`` and ``/function_data`` from the files API's
   folders, and after it ends keeps what it wrote there (folders.py).
 - After a successful run, uploads the file the program wrote with ``save_result()``.
@@ -23,6 +24,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from . import logsplit
 from .folders import FolderError, Folders
 
 UPLOAD_EVERY_SECONDS = 5.0
@@ -36,24 +38,66 @@ def note(message: str) -> None:
 
 
 class LogTail:
-    """The last ``limit`` bytes of the program's output, and whether it changed."""
+    """The newest ``limit`` bytes of a log (after the cap's marker once it was cut), and
+    whether it changed."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._data = bytearray()
         self._lock = threading.Lock()
         self.version = 0
+        # Kept past the limit, so that a snapshot knows it was cut (and says so).
+        self._slack = max(4096, min(limit, 1 << 20))
 
     def add(self, chunk: bytes) -> None:
         with self._lock:
             self._data += chunk
-            if len(self._data) > self.limit:
-                del self._data[: len(self._data) - self.limit]
+            if len(self._data) > self.limit + self._slack:
+                del self._data[: len(self._data) - self.limit - 1]
             self.version += 1
 
     def snapshot(self) -> tuple[int, bytes]:
         with self._lock:
-            return self.version, bytes(self._data)
+            return self.version, logsplit.capped(bytes(self._data), self.limit)
+
+
+class Logs:
+    """Where each line of output goes: one log (the user's) for a user's own function; for a
+    provider's function the [PUBLIC] lines to the user's log, the rest to the provider's."""
+
+    def __init__(self, limit: int, user_url: str | None, provider_url: str | None) -> None:
+        self.user = LogTail(limit)
+        self.provider = LogTail(limit) if provider_url else None
+        self.targets = [(self.user, user_url)] if user_url else []
+        if self.provider is not None:
+            self.targets.append((self.provider, provider_url))
+
+    def add(self, chunk: bytes) -> None:
+        if self.provider is None:
+            self.user.add(chunk)
+            return
+        line = chunk.decode(errors="replace")
+        public = logsplit.public_line(line)
+        if public is not None:
+            self.user.add(public.encode())
+        else:
+            self.provider.add((logsplit.private_line(line) or "").encode())
+
+    def upload(self, final: bool = False) -> None:
+        for tail, url in self.targets:
+            _, data = tail.snapshot()
+            for attempt in range(1, 4 if final else 2):
+                try:
+                    put(url, data, "text/plain; charset=utf-8")
+                    break
+                except (OSError, urllib.error.URLError) as exc:
+                    if not final:
+                        note(f"log upload failed (will retry): {exc}")
+                    elif attempt == 3:
+                        # The operator still keeps the pod's own log (read from the API).
+                        note(f"final log upload failed: {exc}")
+                    else:
+                        time.sleep(attempt)
 
 
 def put(url: str, data: bytes, content_type: str) -> None:
@@ -70,23 +114,20 @@ def read_secret(runtime_dir: Path, key: str) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
-def _pump(stream, tail: LogTail) -> None:
+def _pump(stream, logs: Logs) -> None:
     for chunk in iter(lambda: stream.readline(), b""):
         sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()
-        tail.add(chunk)
+        logs.add(chunk)
 
 
-def _uploader(url: str, tail: LogTail, stop: threading.Event) -> None:
-    sent = -1
+def _uploader(logs: Logs, stop: threading.Event) -> None:
+    sent = (-1, -1)
     while not stop.wait(UPLOAD_EVERY_SECONDS):
-        version, data = tail.snapshot()
-        if version != sent:
-            try:
-                put(url, data, "text/plain; charset=utf-8")
-                sent = version
-            except (OSError, urllib.error.URLError) as exc:
-                note(f"log upload failed (will retry): {exc}")
+        versions = (logs.user.version, logs.provider.version if logs.provider else 0)
+        if versions != sent:
+            logs.upload()
+            sent = versions
 
 
 def main() -> int:
@@ -94,8 +135,12 @@ def main() -> int:
     entrypoint = os.environ.get("QSO_ENTRYPOINT", "main.py")
     runtime_dir = Path(os.environ.get("QSO_RUNTIME_DIR", "/run/qso/runtime"))
     results_path = Path(os.environ.get("RESULTS_PATH", "/results/result.json"))
-    tail = LogTail(int(os.environ.get("QSO_MAX_LOG_BYTES", str(50 * 1024 * 1024))))
     logs_url = read_secret(runtime_dir, "logs-url")
+    logs = Logs(
+        int(os.environ.get("QSO_MAX_LOG_BYTES", str(50 * 1024 * 1024))),
+        logs_url,
+        read_secret(runtime_dir, "provider-logs-url"),
+    )
     result_url = read_secret(runtime_dir, "result-url")
 
     program = source_dir / entrypoint
@@ -139,28 +184,15 @@ def main() -> int:
     signal.signal(signal.SIGINT, forward)
 
     stop = threading.Event()
-    pump = threading.Thread(target=_pump, args=(child.stdout, tail), daemon=True)
+    pump = threading.Thread(target=_pump, args=(child.stdout, logs), daemon=True)
     pump.start()
-    uploader = None
-    if logs_url:
-        uploader = threading.Thread(target=_uploader, args=(logs_url, tail, stop), daemon=True)
-        uploader.start()
+    uploader = threading.Thread(target=_uploader, args=(logs, stop), daemon=True)
+    uploader.start()
     code = child.wait()
     pump.join(timeout=10)
     stop.set()
-    if uploader:
-        uploader.join(timeout=5)
-    if logs_url:
-        for attempt in range(1, 4):
-            try:
-                put(logs_url, tail.snapshot()[1], "text/plain; charset=utf-8")
-                break
-            except (OSError, urllib.error.URLError) as exc:
-                if attempt == 3:
-                    # The operator still keeps the pod's own log (it reads it from the API).
-                    note(f"final log upload failed: {exc}")
-                else:
-                    time.sleep(attempt)
+    uploader.join(timeout=5)
+    logs.upload(final=True)
 
     files_failed = False
     if folders is not None:
