@@ -259,6 +259,33 @@ def test_bad_input_gets_the_gateways_error_shapes(
     with pytest.raises(QiskitServerlessException, match="Code: 404"):
         serverless.validate_arguments("nope", {})
     assert serverless.dependencies_versions() == []
+
+    # A function with an arguments schema: a run that does not fit it is refused (400, with
+    # the path), and no job is made.
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    checked = _upload(rest, tmp_path, "with-schema", "print(1)\n", arguments_schema=schema)
+    assert serverless.function("with-schema").arguments_schema == schema
+    before = len(serverless.jobs())
+    with pytest.raises(QiskitServerlessException) as not_an_integer:
+        checked.run(n="three")
+    assert "Code: 400" in str(not_an_integer.value)
+    assert "'three' is not of type 'integer'['n']" in str(not_an_integer.value)
+    with pytest.raises(QiskitServerlessException, match="'n' is a required property"):
+        checked.validate_arguments({})
+    assert checked.validate_arguments({"n": 1}) == {"valid": True}
+    assert len(serverless.jobs()) == before
+    bad_schema = requests.post(
+        f"{host}/api/v1/programs/upload/",
+        files={  # a multipart form, as the client sends it
+            "title": (None, "bad-schema"),
+            "image": (None, "x"),
+            "arguments_schema": (None, '{"type": "nope"}'),
+        },
+        headers=_headers(rest),
+        timeout=30,
+    )
+    assert bad_schema.status_code == 400
+    assert bad_schema.json()["message"].startswith("the function arguments schema cannot be used")
     wrong_arguments = requests.post(
         f"{host}/api/v1/programs/run/",
         json={"title": "bad-inputs", "arguments": "[1, 2]"},
