@@ -59,6 +59,7 @@ PHASE_ORDER = {
 # Labels and annotations on the objects the operator creates (its own domain, so
 # Argo CD can be told to ignore them and nothing collides with other controllers).
 LABEL_JOB = f"{GROUP}/job"
+LABEL_JOB_NAMESPACE = f"{GROUP}/job-namespace"
 LABEL_FUNCTION = f"{GROUP}/function"
 LABEL_COMPONENT = f"{GROUP}/component"
 LABEL_BUILD = f"{GROUP}/build"
@@ -69,6 +70,9 @@ FINALIZER = f"{GROUP}/cleanup"
 # ValidatingAdmissionPolicy (manifests/base/admission-policy.yaml) rejects any other value,
 # so it cannot be forged. Jobs without it count as the namespace's shared user.
 ANNOTATION_SUBMITTER = f"{GROUP}/submitter"
+# The submitter's groups (comma-separated), as the API server authenticated them: a run of
+# another namespace's function is authorized for user and groups (controller/access.py).
+ANNOTATION_SUBMITTER_GROUPS = f"{GROUP}/submitter-groups"
 # When the SDK submitted a job, with sub-second resolution (creationTimestamp has 1 s): it
 # orders jobs() and, within one second, the admission queue.
 ANNOTATION_SUBMITTED_AT = f"{GROUP}/submitted-at"

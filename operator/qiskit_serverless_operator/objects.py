@@ -48,11 +48,16 @@ def arguments_too_large(encoded: str) -> str | None:
     )
 
 
-def submission_annotations(submitter: str | None) -> dict[str, str]:
-    """When (sub-second: creationTimestamp has 1 s) and by whom a job was submitted."""
+def submission_annotations(
+    submitter: str | None, groups: list[str] | tuple[str, ...] = ()
+) -> dict[str, str]:
+    """When (sub-second: creationTimestamp has 1 s) and by whom a job was submitted: the
+    user and groups the API server authenticated (the submitter policy checks both)."""
     annotations = {c.ANNOTATION_SUBMITTED_AT: f"{time.time():.6f}"}
     if submitter:
         annotations[c.ANNOTATION_SUBMITTER] = submitter
+        if groups:
+            annotations[c.ANNOTATION_SUBMITTER_GROUPS] = ",".join(groups)
     return annotations
 
 
@@ -74,11 +79,15 @@ def job(
     annotations: dict[str, str],
     credentials_secret: str | None = None,
     labels: dict[str, str] | None = None,
+    provider: str | None = None,
 ) -> dict[str, Any]:
+    """``provider``: run that provider's catalog function (in the provider's namespace)."""
     spec: dict[str, Any] = {
         "function": title,
         "arguments": {"secretRef": {"name": arguments_secret}},
     }
+    if provider:
+        spec["provider"] = provider
     if credentials_secret:
         spec["credentials"] = {"secretRef": {"name": credentials_secret}}
     metadata: dict[str, Any] = {"name": name, "annotations": annotations}

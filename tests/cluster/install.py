@@ -35,6 +35,7 @@ CLUSTER_OBJECTS = (
     "clusterrolebinding/qiskit-serverless-gateway",
     "clusterrolebinding/qiskit-serverless-gateway-auth-delegator",
     "clusterrole/qiskit-serverless-gateway",
+    "clusterrole/qiskit-serverless-function-runner",
 )
 
 

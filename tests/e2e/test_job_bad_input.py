@@ -27,11 +27,16 @@ def test_entrypoint_missing_from_a_prebuilt_image(
         image=cluster["images"]["runtime"],
         entrypoint="app/run.py",
     )
-    wait_function_phase(api, namespace, "prebuilt", "Ready")
+    # The image is checked before the function is Ready: neither the entrypoint nor Qiskit
+    # Serverless' /runner/runner.py is in it.
+    fn = wait_function_phase(api, namespace, "prebuilt", "Failed", timeout=180)
+    assert (
+        "neither the entrypoint /function/app/run.py nor /runner/runner.py"
+        in (fn["status"]["message"])
+    )
     make_job(api, namespace, "prebuilt-1", "prebuilt")
-    status = wait_error(api, namespace, "prebuilt-1", timeout=180)
-    assert "exited with code 2" in status["message"]
-    assert "entrypoint 'app/run.py' not found" in status["message"]
+    status = wait_error(api, namespace, "prebuilt-1", timeout=60)
+    assert status["reason"] == "FunctionFailed"
 
 
 def test_image_that_cannot_be_pulled(

@@ -111,6 +111,8 @@ def test_install_renders_and_validates(
                     top = resource.split("/")[0]
                     if group == "events.k8s.io" or (group, top) in served:
                         continue
+                    if (group, resource) == ("serverless.qiskit.org", "qiskitfunctions/run"):
+                        continue  # a right the operator checks, not an endpoint (access.py)
                     pytest.fail(f"{role['metadata']['name']} names {group}/{resource}, not served")
 
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}

@@ -158,7 +158,11 @@ class FakeKube:
         self.functions = functions
 
     async def list(self, res: Any, namespace: str, **_: Any) -> list[dict[str, Any]]:
-        return [f for f in self.functions if f["metadata"]["namespace"] == namespace]
+        return [f for f in self.functions if namespace in ("*", f["metadata"]["namespace"])]
+
+    async def each(self, res: Any, namespace: str, **_: Any):
+        for item in await self.list(res, namespace):
+            yield item
 
     async def get(self, *_: Any) -> None:
         return None

@@ -143,6 +143,7 @@ class KubernetesClient(BaseClient):
         super().__init__(host=api_client.configuration.host)
         self._names: dict[str, str] = {}
         self._user: str | None = None
+        self._groups: list[str] = []
 
     @property
     def user(self) -> str | None:
@@ -158,6 +159,7 @@ class KubernetesClient(BaseClient):
                     k8s.V1SelfSubjectReview()
                 )
                 self._user = review.status.user_info.username or ""
+                self._groups = list(review.status.user_info.groups or [])
             except ApiException:
                 self._user = ""
         return self._user or None
@@ -292,21 +294,70 @@ class KubernetesClient(BaseClient):
     # ------------------------------------------------------------------ functions
 
     def functions(self, provider: str | None = None, **kwargs: Any) -> list[RunnableQiskitFunction]:
-        bodies = self._list(c.FUNCTION_PLURAL)
-        return [
-            self._runnable(b)
-            for b in sorted(bodies, key=lambda b: b["spec"]["title"])
+        """The namespace's functions; with ``provider``, that provider's (its catalog, in the
+        namespace named after it, when you may read it, plus any here)."""
+        bodies = [
+            b
+            for b in self._list(c.FUNCTION_PLURAL)
             if provider is None or b["spec"].get("provider") == provider
         ]
+        if provider and provider != self.namespace:
+            bodies += self._catalog(provider)
+        return [self._runnable(b) for b in sorted(bodies, key=lambda b: b["spec"]["title"])]
+
+    def _catalog(self, provider: str) -> list[dict[str, Any]]:
+        """A provider's catalog functions: those in its namespace that name it."""
+        try:
+            items = self._custom.list_namespaced_custom_object(
+                c.GROUP, c.VERSION, provider, c.FUNCTION_PLURAL
+            )["items"]
+        except ApiException as exc:
+            if exc.status in (403, 404):
+                return []  # no grant to read it (or no such provider): nothing to show
+            raise _api_error(exc, f"list provider {provider}'s functions", provider) from exc
+        return [b for b in items if b["spec"].get("provider") == provider]
 
     def function(self, title: str, provider: str | None = None) -> RunnableQiskitFunction | None:
+        """The namespace's function with this title (and provider); else that provider's
+        catalog function, if you may read it. None when there is none."""
         if "/" in title and provider is None:
             provider, title = title.split("/", 1)
         for body in self._list(c.FUNCTION_PLURAL):
             spec = body["spec"]
             if spec["title"] == title and (provider is None or spec.get("provider") == provider):
                 return self._runnable(body)
+        if provider and provider != self.namespace:
+            for body in self._catalog(provider):
+                if body["spec"]["title"] == title:
+                    return self._runnable(body)
         return None
+
+    def _may_run(self, body: dict[str, Any]) -> None:
+        """Before a run of a provider's catalog function: the cluster's own answer (a
+        SelfSubjectAccessReview, as `kubectl auth can-i`) to whether we may."""
+        meta = body["metadata"]
+        review = k8s.AuthorizationV1Api(self._api).create_self_subject_access_review(
+            k8s.V1SelfSubjectAccessReview(
+                spec=k8s.V1SelfSubjectAccessReviewSpec(
+                    resource_attributes=k8s.V1ResourceAttributes(
+                        namespace=meta["namespace"],
+                        verb="create",
+                        group=c.GROUP,
+                        resource=c.FUNCTION_PLURAL,
+                        subresource="run",
+                        name=meta["name"],
+                    )
+                )
+            )
+        )
+        if not review.status.allowed:
+            spec = body["spec"]
+            raise QiskitServerlessException(
+                f"not allowed to run {spec.get('provider')}/{spec['title']}: no grant to create "
+                f"qiskitfunctions/run {meta['name']!r} in namespace {meta['namespace']!r}"
+                + (f" ({review.status.reason})" if review.status.reason else "")
+                + "; ask the provider for one"
+            )
 
     def upload(
         self, program: QiskitFunction, wait: bool = True, timeout: float = 600
@@ -454,6 +505,10 @@ class KubernetesClient(BaseClient):
             )
         encoded = encode_arguments(arguments)
         _check_against_schema(function, encoded)
+        home = (function.raw_data or {}).get("metadata", {}).get("namespace", self.namespace)
+        catalog = home != self.namespace  # a provider's function, run from here
+        if catalog:
+            self._may_run(function.raw_data)
         too_large = objects.arguments_too_large(encoded)
         if too_large:
             raise QiskitServerlessException(too_large)
@@ -473,8 +528,9 @@ class KubernetesClient(BaseClient):
                     name,
                     title,
                     arguments_secret=secret_name,
-                    annotations=objects.submission_annotations(self.user),
+                    annotations=objects.submission_annotations(self.user, self._groups),
                     credentials_secret=self.credentials_secret,
+                    provider=home if catalog else None,
                 ),
             )
             # Owned by the job from now on: deleting the job deletes its arguments.
@@ -566,6 +622,11 @@ class KubernetesClient(BaseClient):
         sj-prov-<job> holds the link, so RBAC on Secrets decides who reads them)."""
         body = self._require_job(job_id)
         name = body["metadata"]["name"]
+        if body["spec"].get("provider"):
+            raise QiskitServerlessException(
+                f"job {job_id} ran provider {body['spec']['provider']}'s function: its provider "
+                "logs are the provider's to read (through the REST gateway's provider-logs)"
+            )
         function = self.function(body["spec"]["function"])
         if function is None or not function.provider:
             raise QiskitServerlessException(

@@ -15,6 +15,7 @@ from .jobspec import (
     restricted_pod_security,
     source_configmap_name,
     source_items,
+    wrapper_injection,
 )
 
 CA_CONFIGMAP = "qso-build-ca"
@@ -181,12 +182,22 @@ def _function_job(
     }
 
 
-def check_job(qf: dict[str, Any], name: str) -> dict[str, Any]:
-    """A pod that pulls the prebuilt image and imports the runtime wrapper, nothing more."""
+def check_job(qf: dict[str, Any], name: str, runtime_image: str) -> dict[str, Any]:
+    """A pod that pulls the prebuilt image and, with the wrapper injected, checks it can run
+    a job: Python, and the function's entrypoint or Qiskit Serverless' /runner/runner.py."""
+    inject = wrapper_injection(runtime_image)
     container = {
         "name": "check",
         "image": qf["spec"]["image"],
-        "command": ["python3", "-c", "import qiskit_serverless_operator.runtime"],
+        "command": ["python3", "-m", "qiskit_serverless_operator.runtime.probe"],
+        "env": [
+            inject["env"],
+            {"name": "QSO_SOURCE_DIR", "value": c.POD_SOURCE_DIR},
+            {"name": "QSO_ENTRYPOINT", "value": qf["spec"]["entrypoint"]},
+        ],
+        "volumeMounts": [inject["mount"]],
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}},
     }
-    return _function_job(qf, name, container, [], deadline=600)
+    job = _function_job(qf, name, container, [inject["volume"]], deadline=600)
+    job["spec"]["template"]["spec"]["initContainers"] = [inject["init"]]
+    return job

@@ -170,7 +170,7 @@ async def reconcile_function(namespace: str, name: str) -> None:
         elif status["sourceConfigMap"]:
             await ctx.kube.apply(jobspec.source_configmap(body))
         await _write_status(ctx, body, status)
-    await _wake_jobs(ctx, namespace, body["spec"]["title"])
+    await _wake_jobs(ctx, namespace, body["spec"]["title"], body["spec"].get("provider"))
 
 
 async def _build(ctx: Context, qf: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
@@ -268,7 +268,8 @@ _START_FAILURES = {"CreateContainerError", "RunContainerError", "CreateContainer
 
 
 async def _check_image(ctx: Context, qf: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-    """A prebuilt image is Ready once a pod pulled it and imported the runtime wrapper."""
+    """A prebuilt image is Ready once a pod pulled it and, with the wrapper injected, found
+    what a job runs in it (runtime/probe.py)."""
     meta = qf["metadata"]
     ns, image = meta["namespace"], qf["spec"]["image"]
     key = "image-" + hashlib.sha256(image.encode()).hexdigest()[:16]
@@ -290,7 +291,7 @@ async def _check_image(ctx: Context, qf: dict[str, Any], status: dict[str, Any])
     status = {**status, "buildTag": key}
     job = await ctx.kube.get(Job, job_name, ns)
     if job is None:
-        await ctx.kube.create_or_get(buildspec.check_job(qf, job_name))
+        await ctx.kube.create_or_get(buildspec.check_job(qf, job_name, ctx.config.runtime_image))
         return status
     failed = None
     for pod in await ctx.kube.list(Pod, ns, labels={"batch.kubernetes.io/job-name": job_name}):
@@ -304,18 +305,17 @@ async def _check_image(ctx: Context, qf: dict[str, Any], status: dict[str, Any])
                 )
             elif waiting.get("reason") in _START_FAILURES:
                 failed = (
-                    f"image {image} cannot run the runtime wrapper "
-                    f"({waiting.get('message') or waiting['reason']}); build it FROM the "
-                    "runtime base image"
+                    f"image {image} cannot run a job: it has no python3 "
+                    f"({waiting.get('message') or waiting['reason']}); give it Python and "
+                    "qiskit-serverless, or build it FROM the runtime base image"
                 )
             terminated = (cs.get("state") or {}).get("terminated") or {}
             if terminated.get("exitCode"):
                 detail = (terminated.get("message") or terminated.get("reason") or "").strip()
                 failed = (
-                    f"image {image} does not hold the runtime wrapper "
-                    "(python3 -m qiskit_serverless_operator.runtime"
-                    f"{': ' + detail[-300:] if detail else ''}); build it FROM the "
-                    "runtime base image"
+                    f"image {image} cannot run a job"
+                    f"{': ' + detail[-300:] if detail else ''}; give it the entrypoint (or "
+                    "/runner/runner.py), or build it FROM the runtime base image"
                 )
     done = {
         cond["type"]
@@ -324,9 +324,9 @@ async def _check_image(ctx: Context, qf: dict[str, Any], status: dict[str, Any])
     }
     if failed is None and "Failed" in done:
         failed = (
-            f"image {image} does not hold the runtime wrapper "
-            "(python3 -m qiskit_serverless_operator.runtime); build it FROM the runtime "
-            "base image"
+            f"image {image} cannot run a job (its check failed); give it Python, "
+            "qiskit-serverless and the entrypoint (or /runner/runner.py), or build it FROM "
+            "the runtime base image"
         )
     if failed:
         await ctx.kube.delete(Job, job_name, ns)
@@ -449,20 +449,27 @@ async def _write_status(ctx: Context, body: dict[str, Any], status: dict[str, An
         )
 
 
-async def _wake_jobs(ctx: Context, namespace: str, title: str) -> None:
+async def _wake_jobs(ctx: Context, namespace: str, title: str, provider: str | None) -> None:
     """Jobs waiting for this function (or not looked at yet) get another look. A page of
     jobs at a time and only names are kept: a namespace can hold 10,000 queued jobs, and
     those waiting for admission are the queue's, not this function's."""
-    waiting: list[str] = []
-    async for sj in ctx.kube.each(ServerlessJob, namespace):
+    waiting: list[tuple[str, str]] = []
+    # A provider's catalog function (in the namespace named after it) is run from others too.
+    catalog = provider == namespace
+    async for sj in ctx.kube.each(ServerlessJob, "*" if catalog else namespace):
         status = sj.get("status") or {}
-        if sj["spec"].get("function") == title and (
-            not status.get("phase")
-            or (
-                status["phase"] == c.JobPhase.QUEUED
-                and status.get("reason") == c.QueueReason.FUNCTION_NOT_READY
+        mine = sj["metadata"]["namespace"] == namespace or sj["spec"].get("provider") == provider
+        if (
+            mine
+            and sj["spec"].get("function") == title
+            and (
+                not status.get("phase")
+                or (
+                    status["phase"] == c.JobPhase.QUEUED
+                    and status.get("reason") == c.QueueReason.FUNCTION_NOT_READY
+                )
             )
         ):
-            waiting.append(sj["metadata"]["name"])
-    for name in waiting:
-        await reconcile_job(namespace, name)
+            waiting.append((sj["metadata"]["namespace"], sj["metadata"]["name"]))
+    for job_namespace, name in waiting:
+        await reconcile_job(job_namespace, name)

@@ -97,9 +97,11 @@ async def job_links_asked(name: str, namespace: str, type: str, **_: Any) -> Non
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
 @kopf.on.event("", "v1", "pods", labels=OWNED)
 async def child_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
-    parent = body.get("metadata", {}).get("labels", {}).get(c.LABEL_JOB)
+    labels = body.get("metadata", {}).get("labels", {})
+    parent = labels.get(c.LABEL_JOB)
     if parent:
-        await reconcile_job(namespace, parent)
+        # A catalog function's pod runs in its provider's namespace, its job in the user's.
+        await reconcile_job(labels.get(c.LABEL_JOB_NAMESPACE) or namespace, parent)
 
 
 # ----------------------------------------------------------------------------- admission

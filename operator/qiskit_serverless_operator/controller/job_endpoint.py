@@ -35,8 +35,9 @@ from aiohttp import web
 
 from .. import constants as c
 from .. import files
-from ..kube import ApiError, QiskitFunction, Secret, ServerlessJob
+from ..kube import ApiError, Secret, ServerlessJob
 from . import jobspec
+from .catalog import find_function
 from .context import Context, get_context
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,18 @@ async def _own_job(ctx: Context, request: web.Request) -> dict[str, Any]:
     """The job the token belongs to, if it is the one in the path."""
     namespace, name, token = _token(request)
     try:
-        secret = await ctx.kube.get(Secret, jobspec.runtime_secret_name(name), namespace)
         sj = await ctx.kube.get(ServerlessJob, name, namespace)
+        secret = None
+        if sj is not None:
+            # Where its pod runs: a provider's namespace for a catalog function.
+            where = jobspec.placement(sj)
+            secret = await ctx.kube.get(
+                Secret, jobspec.runtime_secret_name(where.base), where.namespace
+            )
     except ApiError as exc:
         raise Refused(502, f"cannot read the job: {exc.status.message}") from exc
     expected = ""
-    if secret is not None:
+    if secret is not None and sj is not None:
         expected = base64.b64decode((secret.get("data") or {}).get("gateway-token", "")).decode()
     if sj is None or not expected or not hmac.compare_digest(expected, token):
         raise Refused(403, "token does not match this job")
@@ -207,12 +214,14 @@ async def event(ctx: Context, request: web.Request) -> web.Response:
 
 async def _folders(ctx: Context, sj: dict[str, Any]) -> dict[str, str]:
     """The job's folders: mount point -> object-storage prefix."""
-    namespace, title = sj["metadata"]["namespace"], sj["spec"]["function"]
-    provider = None
-    for qf in await ctx.kube.list(QiskitFunction, namespace):
-        if qf["spec"].get("title") == title:
-            provider = qf["spec"].get("provider") or None
-    return files.job_folders(namespace, jobspec.job_user(sj), title, provider)
+    qf = await find_function(ctx, sj)
+    return files.job_folders(
+        sj["metadata"]["namespace"],
+        jobspec.job_user(sj),
+        sj["spec"]["function"],
+        (qf or {}).get("spec", {}).get("provider") or None,
+        provider_namespace=(qf or {}).get("metadata", {}).get("namespace"),
+    )
 
 
 async def folder_listing(

@@ -21,9 +21,10 @@ import kopf
 from .. import arguments, files, metrics, storage
 from .. import constants as c
 from ..constants import JobPhase, QueueReason
-from ..kube import ApiError, Job, Pod, QiskitFunction, Secret, ServerlessJob
+from ..kube import ApiError, Job, Pod, Secret, ServerlessJob
 from ..runtime import logsplit
-from . import job_endpoint, jobspec, runtime_cancel, usage
+from . import access, job_endpoint, jobspec, runtime_cancel, usage
+from .catalog import find_function
 from .conditions import conditions, now_iso
 from .context import Context, get_context
 from .observe import Observation, advance, format_duration, observe
@@ -52,11 +53,29 @@ def _parse_time(value: str | None) -> datetime.datetime | None:
 # --------------------------------------------------------------------------- inputs
 
 
-async def find_function(ctx: Context, namespace: str, title: str) -> dict[str, Any] | None:
-    for qf in await ctx.kube.list(QiskitFunction, namespace):
-        if qf["spec"].get("title") == title:
-            return qf
-    return None
+async def check_run_right(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
+    """A job of another namespace's function runs only if its submitter may run it: RBAC's
+    ``create`` on ``qiskitfunctions/run`` in the provider's namespace (a SubjectAccessReview,
+    so `kubectl auth can-i create qiskitfunctions --subresource=run` tells the same)."""
+    if not jobspec.placement(sj).remote:
+        return
+    submitter, groups = access.submitter_of(sj)
+    what = f"{qf['spec'].get('provider')}/{qf['spec']['title']}"
+    if not submitter:
+        raise JobInputError(
+            "Forbidden",
+            f"a job of {what}, another namespace's function, must name its submitter "
+            f"(annotation {c.ANNOTATION_SUBMITTER}; the SDK and the REST gateway set it)",
+        )
+    allowed, reason = await access.can_run(ctx.kube, submitter, groups, qf)
+    if not allowed:
+        raise JobInputError(
+            "Forbidden",
+            f"{submitter} may not run {what}: no grant to create qiskitfunctions/run "
+            f"{qf['metadata']['name']!r} in namespace {qf['metadata']['namespace']!r}"
+            + (f" ({reason})" if reason else "")
+            + "; ask the provider for one",
+        )
 
 
 async def read_arguments(ctx: Context, sj: dict[str, Any]) -> dict[str, Any]:
@@ -111,25 +130,27 @@ async def check_arguments(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) 
 
 
 async def _arguments(ctx: Context, sj: dict[str, Any]) -> tuple[str, str]:
-    """The arguments Secret and key for the pod, creating the Secret for inline arguments."""
+    """The arguments Secret and key for the pod, creating the Secret for inline arguments
+    (and, for a pod in a provider's namespace, a copy of the job's there)."""
     ref = (sj["spec"].get("arguments") or {}).get("secretRef")
-    if ref:
+    if ref and not jobspec.placement(sj).remote:
         await read_arguments(ctx, sj)  # it exists, and holds a JSON object
         return ref["name"], ref.get("key") or c.ARGUMENTS_FILE
-    inline = (sj["spec"].get("arguments") or {}).get("inline") or {}
-    text = json.dumps(inline, separators=(",", ":"))
+    text = json.dumps(await read_arguments(ctx, sj), separators=(",", ":"))
     if len(text.encode()) > c.SECRET_MAX_BYTES - 4096:
         raise JobInputError(
             "ArgumentsTooLarge",
             f"arguments are {len(text.encode())} bytes, over the 1 MiB a Kubernetes Secret "
             "holds; put large inputs in object storage and pass their location as an argument",
         )
-    secret_name = jobspec.arguments_secret_name(sj["metadata"]["name"])
-    await ctx.kube.create_or_get(jobspec.arguments_secret(sj, text))
-    return secret_name, c.ARGUMENTS_FILE
+    secret = jobspec.arguments_secret(sj, text)
+    await ctx.kube.create_or_get(secret)
+    return secret["metadata"]["name"], c.ARGUMENTS_FILE
 
 
 async def _check_credentials(ctx: Context, sj: dict[str, Any]) -> None:
+    """The job's IBM Quantum credentials Secret exists and has a token; a provider's pod
+    gets a copy beside it."""
     ref = ((sj["spec"].get("credentials") or {}).get("secretRef") or {}).get("name")
     if not ref:
         return
@@ -139,8 +160,12 @@ async def _check_credentials(ctx: Context, sj: dict[str, Any]) -> None:
             "CredentialsNotFound",
             f"credentials Secret {ref!r} not found in namespace {sj['metadata']['namespace']}",
         )
-    if "token" not in (secret.get("data") or {}):
+    data = secret.get("data") or {}
+    if "token" not in data:
         raise JobInputError("CredentialsInvalid", f"credentials Secret {ref!r} has no 'token' key")
+    if jobspec.placement(sj).remote:
+        plain = {k: base64.b64decode(v).decode() for k, v in data.items()}
+        await ctx.kube.create_or_get(jobspec.credentials_copy(sj, plain))
 
 
 async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
@@ -157,7 +182,11 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
     provider = qf["spec"].get("provider") or None
     provider_logs_key = storage.provider_logs_key(meta["namespace"], meta["uid"])
     folders = files.job_folders(
-        meta["namespace"], jobspec.job_user(sj), qf["spec"]["title"], provider
+        meta["namespace"],
+        jobspec.job_user(sj),
+        qf["spec"]["title"],
+        provider,
+        provider_namespace=qf["metadata"]["namespace"],
     )
     listing = json.dumps(
         await job_endpoint.folder_listing(ctx, folders, min(lifetime, storage.MAX_URL_SECONDS))
@@ -195,6 +224,15 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
     await ctx.kube.create_or_get(
         jobspec.batch_job(sj, qf, cfg, arguments_secret=args_secret, arguments_key=args_key)
     )
+
+
+async def _pods(ctx: Context, sj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The job's pods, in its namespace or a provider's (found by the job's labels)."""
+    where = jobspec.placement(sj)
+    labels = {c.LABEL_JOB: sj["metadata"]["name"]}
+    if where.remote:
+        labels[c.LABEL_JOB_NAMESPACE] = sj["metadata"]["namespace"]
+    return await ctx.kube.list(Pod, where.namespace, labels=labels)
 
 
 # --------------------------------------------------------------------------- status
@@ -279,7 +317,9 @@ async def _finish(
     provider = None
     if pod is not None:
         provider = (pod["metadata"].get("annotations") or {}).get(c.ANNOTATION_PROVIDER)
-        tail = await ctx.kube.pod_log_tail(pod["metadata"]["name"], ns, 100_000)
+        tail = await ctx.kube.pod_log_tail(
+            pod["metadata"]["name"], pod["metadata"]["namespace"], 100_000
+        )
         # The pod's wrapper streams logs too; the API's copy is complete even when the
         # wrapper was killed (OOM, deadline), so it is the one kept.
         if provider:
@@ -345,12 +385,13 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
     if current and JobPhase(current) in c.TERMINAL_JOB_PHASES:
         return
     ns, name = meta["namespace"], meta["name"]
-    job_name = jobspec.batch_job_name(name)
+    where = jobspec.placement(sj)
+    job_name = jobspec.batch_job_name(where.base)
 
     if spec.get("stop"):
         # What the program started on IBM Quantum first, while the pod still runs.
         runtime_jobs, runtime_message = await runtime_cancel.cancel(ctx, sj)
-        await ctx.kube.delete(Job, job_name, ns)
+        await ctx.kube.delete(Job, job_name, where.namespace)
         changes: dict[str, Any] = {
             "phase": JobPhase.CANCELED.value,
             "reason": "StopRequested",
@@ -365,7 +406,7 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
         await _write_status(ctx, sj, changes)
         return
 
-    job = await ctx.kube.get(Job, job_name, ns)
+    job = await ctx.kube.get(Job, job_name, where.namespace)
     if job is None:
         active = current in (JobPhase.INITIALIZING, JobPhase.RUNNING)
         if active and await ctx.store.asize(storage.result_key(ns, meta["uid"])) is not None:
@@ -403,12 +444,15 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
                 },
             )
             return
-        qf = await find_function(ctx, ns, spec["function"])
+        qf = await find_function(ctx, sj)
         try:
             if qf is None:
                 raise JobInputError(
                     "FunctionNotFound",
-                    f"no QiskitFunction titled {spec['function']!r} in namespace {ns}",
+                    f"no QiskitFunction titled {spec['function']!r} from provider "
+                    f"{spec['provider']!r} (namespace {where.namespace})"
+                    if where.remote
+                    else f"no QiskitFunction titled {spec['function']!r} in namespace {ns}",
                 )
             fphase = (qf.get("status") or {}).get("phase")
             if fphase == c.FunctionPhase.FAILED:
@@ -431,6 +475,7 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
                 return
             checked = (QueueReason.PENDING, QueueReason.ADMITTED, QueueReason.KUEUE)
             if not status.get("admittedAt") and status.get("reason") not in checked:
+                await check_run_right(ctx, sj, qf)
                 await check_arguments(ctx, sj, qf)
             kueue_queue = jobspec.kueue_queue_name(sj)
             if not kueue_queue and not status.get("admittedAt"):
@@ -471,7 +516,7 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
                 },
             )
             return
-        job = await ctx.kube.get(Job, job_name, ns)
+        job = await ctx.kube.get(Job, job_name, where.namespace)
         if job is None:
             raise kopf.TemporaryError("batch Job not visible yet", delay=1)
         sj = await ctx.kube.get(ServerlessJob, name, ns) or sj
@@ -479,7 +524,7 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
     if (job.get("spec") or {}).get("suspend"):
         # Created for Kueue and not admitted yet: no pod, nothing to observe.
         return
-    pods = await ctx.kube.list(Pod, ns, labels={c.LABEL_JOB: name})
+    pods = await _pods(ctx, sj)
     pod = max(pods, key=lambda p: p["metadata"]["creationTimestamp"]) if pods else None
     obs = observe(job, pod, jobspec.timeout_seconds(sj, ctx.config))
     phase = advance(current, obs.phase)
@@ -491,7 +536,7 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
     if phase in (JobPhase.DONE, JobPhase.ERROR):
         if obs.reason in ("ImagePullFailed", "PodConfigError"):
             # The pod would wait forever: remove it; the job ends here with the reason.
-            await ctx.kube.delete(Job, job_name, ns)
+            await ctx.kube.delete(Job, job_name, where.namespace)
         changes.update(await _finish(ctx, sj, obs, pod))
     elif phase == JobPhase(obs.phase):
         changes.update({"reason": obs.reason, "message": obs.message})
@@ -521,15 +566,21 @@ async def refresh_links(namespace: str, name: str) -> None:
                 "result-url": ctx.store.presign_get(storage.result_key(namespace, uid), seconds),
                 "logs-url": ctx.store.presign_get(storage.logs_key(namespace, uid), seconds),
             },
-            jobspec.provider_secret_name(name): {
+            jobspec.provider_secret_name(jobspec.placement(sj).base): {
                 "logs-url": ctx.store.presign_get(
                     storage.provider_logs_key(namespace, uid), seconds
                 ),
             },
         }
+        homes = {
+            jobspec.output_secret_name(name): namespace,
+            jobspec.provider_secret_name(jobspec.placement(sj).base): jobspec.placement(
+                sj
+            ).namespace,
+        }
         for secret, data in links.items():
             try:
-                await ctx.kube.patch(Secret, secret, namespace, {"stringData": data})
+                await ctx.kube.patch(Secret, secret, homes[secret], {"stringData": data})
             except ApiError as exc:
                 if exc.status.code != 404:  # never started, or not a provider's function
                     raise
@@ -557,18 +608,23 @@ async def _cleanup(ctx: Context, body: dict[str, Any]) -> None:
         _, runtime_message = await runtime_cancel.cancel(ctx, body)
         if runtime_message:
             log.info("job %s/%s deleted while it ran; %s", ns, name, runtime_message)
-    await ctx.kube.delete(Job, jobspec.batch_job_name(name), ns)
-    pods = await ctx.kube.list(Pod, ns, labels={c.LABEL_JOB: name})
+    where = jobspec.placement(body)
+    await ctx.kube.delete(Job, jobspec.batch_job_name(where.base), where.namespace)
+    pods = await _pods(ctx, body)
     if pods:
         # A terminating pod still uploads its final logs: only once it is gone can the
         # stored objects be removed for good. kopf retries this finalizer step.
         for pod in pods:
-            await ctx.kube.delete(Pod, pod["metadata"]["name"], ns)
+            await ctx.kube.delete(Pod, pod["metadata"]["name"], pod["metadata"]["namespace"])
         raise kopf.TemporaryError(f"waiting for {len(pods)} pod(s) of the job to stop", delay=2)
-    await ctx.kube.delete(Secret, jobspec.runtime_secret_name(name), ns)
+    for secret in (
+        jobspec.runtime_secret_name(where.base),
+        jobspec.arguments_secret_name(where.base),
+        jobspec.provider_secret_name(where.base),
+        jobspec.credentials_secret_name(where.base),
+    ):
+        await ctx.kube.delete(Secret, secret, where.namespace)
     await ctx.kube.delete(Secret, jobspec.output_secret_name(name), ns)
-    await ctx.kube.delete(Secret, jobspec.arguments_secret_name(name), ns)
-    await ctx.kube.delete(Secret, jobspec.provider_secret_name(name), ns)
     if not ctx.config.retain_objects_on_delete:
         await ctx.store.adelete(
             storage.result_key(ns, uid),

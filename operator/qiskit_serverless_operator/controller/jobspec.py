@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from .. import constants as c
@@ -67,6 +68,33 @@ def provider_secret_name(sj_name: str) -> str:
     return child_name("sj-prov", sj_name)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a job's batch Job, its pod and their Secrets live. A job of a provider's catalog
+    function (``spec.provider``: the provider's namespace) runs there, so that the provider's
+    code, image and data never enter the user's namespace; every other job in its own.
+
+    ``base`` names the children; in a provider's namespace it carries a hash of the user's
+    namespace and job name, since jobs of many namespaces meet there."""
+
+    namespace: str
+    base: str
+    remote: bool
+
+
+def placement(sj: dict[str, Any]) -> Placement:
+    meta = sj["metadata"]
+    provider = (sj.get("spec") or {}).get("provider")
+    if provider and provider != meta["namespace"]:
+        digest = hashlib.sha256(f"{meta['namespace']}/{meta['name']}".encode()).hexdigest()[:8]
+        return Placement(provider, f"{digest}-{meta['name']}", True)
+    return Placement(meta["namespace"], meta["name"], False)
+
+
+def credentials_secret_name(sj_name: str) -> str:
+    return child_name("sj-cred", sj_name)
+
+
 def source_configmap_name(qf_name: str) -> str:
     return child_name("qf-src", qf_name)
 
@@ -86,9 +114,16 @@ def _labels(sj: dict[str, Any]) -> dict[str, str]:
     title = sj["spec"]["function"]
     return {
         c.LABEL_JOB: sj["metadata"]["name"],
+        # The job's own namespace: its children may live in a provider's.
+        c.LABEL_JOB_NAMESPACE: sj["metadata"]["namespace"],
         c.LABEL_FUNCTION: title,
         c.LABEL_MANAGED_BY: c.MANAGER,
     }
+
+
+def child_labels(sj: dict[str, Any]) -> dict[str, str]:
+    """The labels that find a job's pods, wherever they run."""
+    return {k: v for k, v in _labels(sj).items() if k in (c.LABEL_JOB, c.LABEL_JOB_NAMESPACE)}
 
 
 def configmap_key(path: str, index: int) -> str:
@@ -142,17 +177,24 @@ def timeout_seconds(sj: dict[str, Any], cfg: OperatorConfig) -> int:
     return int(sj["spec"].get("timeoutSeconds") or cfg.default_timeout_seconds)
 
 
-def _job_secret(sj: dict[str, Any], name: str, data: dict[str, str]) -> dict[str, Any]:
+def _job_secret(
+    sj: dict[str, Any], name: str, data: dict[str, str], *, where: Placement | None = None
+) -> dict[str, Any]:
+    """A Secret of the job's, in its own namespace, or (``where``) where its pod runs: there,
+    in another namespace, it cannot be owned by the job, and the job's finalizer removes it."""
+    where = where or Placement(sj["metadata"]["namespace"], sj["metadata"]["name"], False)
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": where.namespace,
+        "labels": _labels(sj),
+    }
+    if not where.remote:
+        metadata["ownerReferences"] = [owner_reference(sj)]
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": {
-            "name": name,
-            "namespace": sj["metadata"]["namespace"],
-            "labels": _labels(sj),
-            "ownerReferences": [owner_reference(sj)],
-        },
+        "metadata": metadata,
         "stringData": data,
     }
 
@@ -174,7 +216,8 @@ def runtime_secret(
         data[FILES_LISTING_KEY] = files_listing
     if provider_logs_url is not None:
         data["provider-logs-url"] = provider_logs_url
-    return _job_secret(sj, runtime_secret_name(sj["metadata"]["name"]), data)
+    where = placement(sj)
+    return _job_secret(sj, runtime_secret_name(where.base), data, where=where)
 
 
 def output_secret(sj: dict[str, Any], *, result_url: str, logs_url: str) -> dict[str, Any]:
@@ -188,14 +231,25 @@ def output_secret(sj: dict[str, Any], *, result_url: str, logs_url: str) -> dict
 
 
 def provider_secret(sj: dict[str, Any], *, logs_url: str) -> dict[str, Any]:
-    """The read link of the provider's share of a provider function's logs."""
-    return _job_secret(sj, provider_secret_name(sj["metadata"]["name"]), {"logs-url": logs_url})
+    """The read link of the provider's share of a provider function's logs (where its pod
+    runs: the provider's namespace for a catalog function)."""
+    where = placement(sj)
+    return _job_secret(sj, provider_secret_name(where.base), {"logs-url": logs_url}, where=where)
 
 
 def arguments_secret(sj: dict[str, Any], arguments_json: str) -> dict[str, Any]:
+    """The arguments, where the pod runs (inline ones, or a copy for a provider's pod)."""
+    where = placement(sj)
     return _job_secret(
-        sj, arguments_secret_name(sj["metadata"]["name"]), {c.ARGUMENTS_FILE: arguments_json}
+        sj, arguments_secret_name(where.base), {c.ARGUMENTS_FILE: arguments_json}, where=where
     )
+
+
+def credentials_copy(sj: dict[str, Any], data: dict[str, str]) -> dict[str, Any]:
+    """The user's IBM Quantum credentials beside a provider's pod (the function runs with the
+    user's account, as on IBM's catalog); removed with the job."""
+    where = placement(sj)
+    return _job_secret(sj, credentials_secret_name(where.base), data, where=where)
 
 
 def batch_job(
@@ -207,8 +261,9 @@ def batch_job(
     arguments_key: str,
 ) -> dict[str, Any]:
     """The batch/v1 Job that runs the program once: deadline, TTL and one pod, no retries."""
-    name = sj["metadata"]["name"]
-    namespace = sj["metadata"]["namespace"]
+    where = placement(sj)
+    name = where.base
+    namespace = where.namespace
     uid = sj["metadata"]["uid"]
     labels = _labels(sj)
     image = (qf.get("status") or {}).get("image") or qf["spec"].get("image") or cfg.runtime_image
@@ -238,6 +293,8 @@ def batch_job(
     for key, value in sorted((qf["spec"].get("env") or {}).items()):
         env.append({"name": key, "value": value})
     credentials = (sj["spec"].get("credentials") or {}).get("secretRef", {}).get("name")
+    if credentials and where.remote:
+        credentials = credentials_secret_name(where.base)
     if credentials:
         for var, key in (
             ("QISKIT_IBM_TOKEN", "token"),
@@ -296,6 +353,14 @@ def batch_job(
         )
         mounts.append({"name": "source", "mountPath": c.POD_SOURCE_DIR, "readOnly": True})
 
+    init_containers = []
+    if qf["spec"].get("image"):
+        inject = wrapper_injection(cfg.runtime_image)
+        init_containers.append(inject["init"])
+        volumes.append(inject["volume"])
+        mounts.append(inject["mount"])
+        env.append(inject["env"])
+
     kueue_queue = kueue_queue_name(sj)
     job_labels = {**labels, c.LABEL_KUEUE_QUEUE: kueue_queue} if kueue_queue else labels
     return {
@@ -305,7 +370,9 @@ def batch_job(
             "name": batch_job_name(name),
             "namespace": namespace,
             "labels": job_labels,
-            "ownerReferences": [owner_reference(sj)],
+            # Owners live in the same namespace: a provider's pod is removed by the job's
+            # finalizer (and its TTL) instead of the garbage collector.
+            **({} if where.remote else {"ownerReferences": [owner_reference(sj)]}),
         },
         "spec": {
             # Kueue's contract: a suspended Job with its queue-name label; Kueue admits it
@@ -334,6 +401,7 @@ def batch_job(
                     "terminationGracePeriodSeconds": 10,
                     "volumes": volumes,
                     "securityContext": restricted_pod_security(),
+                    **({"initContainers": init_containers} if init_containers else {}),
                     "containers": [
                         {
                             "name": "main",
@@ -349,6 +417,36 @@ def batch_job(
                 },
             },
         },
+    }
+
+
+WRAPPER_DIR = "/opt/qso"
+
+
+def wrapper_injection(runtime_image: str) -> dict[str, Any]:
+    """For a prebuilt image, which need not hold our wrapper (an image built for IBM's
+    service does not): an init container of the runtime base image copies the wrapper (the
+    standard library only) into an emptyDir the main container finds on its PYTHONPATH."""
+    copy = (
+        "import os, shutil, qiskit_serverless_operator as q; "
+        f"shutil.copytree(os.path.dirname(q.__file__), '{WRAPPER_DIR}/qiskit_serverless_operator', "
+        "ignore=shutil.ignore_patterns('__pycache__'), dirs_exist_ok=True)"
+    )
+    return {
+        "init": {
+            "name": "wrapper",
+            "image": runtime_image,
+            "command": ["python3", "-c", copy],
+            "volumeMounts": [{"name": "qso-wrapper", "mountPath": WRAPPER_DIR}],
+            "resources": {
+                "requests": {"cpu": "10m", "memory": "32Mi"},
+                "limits": {"memory": "128Mi"},
+            },
+            "securityContext": restricted_container_security(),
+        },
+        "volume": {"name": "qso-wrapper", "emptyDir": {"sizeLimit": "64Mi"}},
+        "mount": {"name": "qso-wrapper", "mountPath": WRAPPER_DIR, "readOnly": True},
+        "env": {"name": "PYTHONPATH", "value": WRAPPER_DIR},
     }
 
 

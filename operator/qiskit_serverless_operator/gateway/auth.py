@@ -211,5 +211,29 @@ class Authority:
             "(the client's instance)."
         )
 
+    async def may_run(self, caller: Caller, qf: dict[str, Any]) -> tuple[bool, str]:
+        """May the caller run this function of another namespace (a provider's catalog
+        function)? RBAC's ``create`` on ``qiskitfunctions/run`` there."""
+        return await self.allowed(
+            caller,
+            "create",
+            c.FUNCTION_PLURAL,
+            namespace=qf["metadata"]["namespace"],
+            name=qf["metadata"]["name"],
+            subresource="run",
+        )
+
+    async def require_run(self, caller: Caller, qf: dict[str, Any]) -> None:
+        ok, reason = await self.may_run(caller, qf)
+        if ok:
+            return
+        meta, spec = qf["metadata"], qf["spec"]
+        raise forbidden(
+            f"{caller.user} may not run {spec.get('provider')}/{spec['title']}: no grant to "
+            f"create qiskitfunctions/run {meta['name']!r} in namespace {meta['namespace']!r}"
+            + (f" ({reason})" if reason else "")
+            + "; ask the provider for one"
+        )
+
     async def require_all(self, caller: Caller, checks: list[tuple[str, str, dict]]) -> None:
         await asyncio.gather(*(self.require(caller, v, r, **kw) for v, r, kw in checks))

@@ -34,13 +34,19 @@ async def _folder(request: web.Request, *, provider_side: bool) -> tuple[Gateway
     provider = query(request, "provider", required=provider_side)
     await gw.authority.require(caller, "get", "qiskitfunctions")
     qf = await gw.require_function(caller.namespace, title or "", provider)
+    home = qf["metadata"]["namespace"]
     if provider_side:
-        await gw.authority.require(caller, "update", "qiskitfunctions", name=qf["metadata"]["name"])
+        # The provider's folder: for whoever may change the function (in its namespace).
+        await gw.authority.require(
+            caller, "update", "qiskitfunctions", name=qf["metadata"]["name"], namespace=home
+        )
         return (
             gw,
-            files.provider_folder(caller.namespace, provider or "", title or ""),
+            files.provider_folder(home, provider or "", title or ""),
             files.PROVIDER_MOUNT,
         )
+    if home != caller.namespace:
+        await gw.authority.require_run(caller, qf)  # a catalog function: its users' folders
     return gw, files.user_folder(caller.namespace, caller.user, provider, title), files.USER_MOUNT
 
 

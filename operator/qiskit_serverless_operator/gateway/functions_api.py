@@ -47,13 +47,21 @@ def split_title(title: str | None, provider: str | None) -> tuple[str, str | Non
 
 @routes.get("/api/{version}/programs")
 async def list_functions(request: web.Request) -> web.Response:
+    """The namespace's functions, and the providers' catalog functions the caller may run."""
     gw = _gateway(request)
     caller = await gw.caller(request)
     await gw.authority.require(caller, "list", "qiskitfunctions")
     provider = query(request, "provider")
     kind = query(request, "filter")  # serverless: the caller's own; catalog: providers'
+    candidates = list(await gw.functions(caller.namespace))
+    if kind != "serverless":
+        for qf in await gw.catalog():
+            if qf["metadata"]["namespace"] != caller.namespace:
+                ok, _ = await gw.authority.may_run(caller, qf)
+                if ok:
+                    candidates.append(qf)
     found = []
-    for qf in await gw.functions(caller.namespace):
+    for qf in candidates:
         own = not qf["spec"].get("provider")
         if provider and qf["spec"].get("provider") != provider:
             continue
@@ -64,15 +72,22 @@ async def list_functions(request: web.Request) -> web.Response:
     return web.json_response(found)
 
 
+async def _reachable(gw: Gateway, caller: Any, title: str, provider: str | None) -> dict:
+    """A function the caller may use: the namespace's (``get``), or a provider's catalog
+    function they were granted (``create qiskitfunctions/run`` there)."""
+    await gw.authority.require(caller, "get", "qiskitfunctions")
+    qf = await gw.require_function(caller.namespace, title, provider)
+    if qf["metadata"]["namespace"] != caller.namespace:
+        await gw.authority.require_run(caller, qf)
+    return qf
+
+
 @routes.get("/api/{version}/programs/get_by_title/{title}")
 async def get_function(request: web.Request) -> web.Response:
     gw = _gateway(request)
     caller = await gw.caller(request)
     title, provider = split_title(request.match_info["title"], query(request, "provider"))
-    await gw.authority.require(caller, "get", "qiskitfunctions")
-    return web.json_response(
-        shapes.function_json(await gw.require_function(caller.namespace, title, provider))
-    )
+    return web.json_response(shapes.function_json(await _reachable(gw, caller, title, provider)))
 
 
 def _dependencies(raw: str | None) -> list[str]:
@@ -239,8 +254,7 @@ async def _function_request(
     caller = await gw.caller(request)
     body = await json_body(request)
     title, provider = split_title(body.get("title"), body.get("provider"))
-    await gw.authority.require(caller, "get", "qiskitfunctions")
-    qf = await gw.require_function(caller.namespace, title, provider)
+    qf = await _reachable(gw, caller, title, provider)
     encoded = _arguments(body)
     schema = arguments.schema_of(qf["spec"])
     if schema is not None:
@@ -274,11 +288,14 @@ async def run(request: web.Request) -> web.Response:
     secret_name = objects.arguments_secret_name(name)
     secret = objects.arguments_secret(secret_name, name, encoded)
     secret["metadata"]["namespace"] = namespace
+    home = qf["metadata"]["namespace"]
     job = objects.job(
         name,
         title,
         arguments_secret=secret_name,
-        annotations=objects.submission_annotations(caller.user),
+        annotations=objects.submission_annotations(caller.user, caller.groups),
+        # A provider's catalog function: the job is the caller's, its pod runs at the provider.
+        provider=home if home != namespace else None,
     )
     job["metadata"]["namespace"] = namespace
     try:

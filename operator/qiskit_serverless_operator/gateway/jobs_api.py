@@ -21,7 +21,7 @@ from ..kube import ServerlessJob
 from ..runtime import logsplit
 from . import shapes
 from .auth import Caller
-from .errors import GatewayError, bad_request, forbidden
+from .errors import GatewayError, bad_request, forbidden, job_not_found
 from .state import GATEWAY, Gateway, Routes, query
 
 routes = Routes()
@@ -71,7 +71,7 @@ async def _page(
     title = query(request, "function")
     limit = _int(request, "limit", DEFAULT_PAGE)
     offset = _int(request, "offset", 0)
-    functions = {qf["spec"]["title"]: qf for qf in await gw.functions(caller.namespace)}
+    functions: dict[tuple[str, str, str | None], dict[str, Any] | None] = {}
     selected = [
         sj
         for sj in jobs
@@ -93,10 +93,19 @@ async def _page(
                 else None
             ),
             "results": [
-                shapes.job_json(sj, functions.get(sj["spec"]["function"])) for sj in window
+                shapes.job_json(sj, await _function_of(gw, sj, functions)) for sj in window
             ],
         }
     )
+
+
+async def _function_of(
+    gw: Gateway, sj: dict[str, Any], seen: dict[tuple[str, str, str | None], Any]
+) -> dict[str, Any] | None:
+    key = (sj["metadata"]["namespace"], sj["spec"]["function"], sj["spec"].get("provider"))
+    if key not in seen:
+        seen[key] = await gw.job_function(sj)
+    return seen[key]
 
 
 @routes.get("/api/{version}/jobs")
@@ -122,34 +131,86 @@ async def list_provider_jobs(request: web.Request) -> web.Response:
     provider = query(request, "provider", required=True)
     title = query(request, "function")
     await gw.authority.require(caller, "list", "serverlessjobs")
+    # The provider's functions here, and its catalog ones (in the namespace named after it).
+    candidates = list(await gw.functions(caller.namespace))
+    if provider != caller.namespace:
+        candidates += [qf for qf in await gw.functions(provider) if caller.namespace != provider]
     functions = [
         qf
-        for qf in await gw.functions(caller.namespace)
+        for qf in candidates
         if qf["spec"].get("provider") == provider and (not title or qf["spec"]["title"] == title)
     ]
     if title and not functions:
         await gw.require_function(caller.namespace, title, provider)
     for qf in functions:
-        await gw.authority.require(caller, "update", "qiskitfunctions", name=qf["metadata"]["name"])
-    titles = {qf["spec"]["title"] for qf in functions}
-    jobs = [sj for sj in await gw.jobs(caller.namespace) if sj["spec"]["function"] in titles]
+        await gw.authority.require(
+            caller,
+            "update",
+            "qiskitfunctions",
+            name=qf["metadata"]["name"],
+            namespace=qf["metadata"]["namespace"],
+        )
+    here = caller.namespace
+    local = {qf["spec"]["title"] for qf in functions if qf["metadata"]["namespace"] == here}
+    # Catalog functions (in the namespace named after their provider) are run from others:
+    # their jobs are their users', in every namespace.
+    catalog = {
+        qf["spec"]["title"]
+        for qf in functions
+        if qf["metadata"]["namespace"] == qf["spec"].get("provider")
+    }
+    jobs = [
+        sj
+        for sj in await gw.jobs(here)
+        if sj["spec"]["function"] in local and not sj["spec"].get("provider")
+    ]
+    if catalog:
+        jobs += [
+            sj
+            for sj in await gw.jobs("*")
+            if sj["spec"].get("provider") == provider and sj["spec"]["function"] in catalog
+        ]
     return await _page(request, gw, caller, jobs)
 
 
-async def _job(request: web.Request, verb: str = "get") -> tuple[Gateway, Caller, dict[str, Any]]:
+async def _job(
+    request: web.Request, verb: str = "get", *, providers_too: bool = False
+) -> tuple[Gateway, Caller, dict[str, Any]]:
+    """The caller's namespace's job with that id; with ``providers_too``, also another
+    namespace's job of a catalog function the caller may change (its provider reads its
+    status, provider logs, runtime jobs and events, as on IBM's gateway; never its result)."""
     gw = _gateway(request)
     caller = await gw.caller(request)
+    job_id = request.match_info["job_id"]
     await gw.authority.require(caller, verb, "serverlessjobs")
-    return gw, caller, await gw.require_job(caller.namespace, request.match_info["job_id"])
+    sj = await gw.job(caller.namespace, job_id)
+    if sj is None and providers_too:
+        sj = await gw.job("*", job_id)
+        qf = await gw.job_function(sj) if sj is not None else None
+        if qf is None or sj is None or not sj["spec"].get("provider"):
+            sj = None
+        else:
+            ok, _ = await gw.authority.allowed(
+                caller,
+                "update",
+                "qiskitfunctions",
+                name=qf["metadata"]["name"],
+                namespace=qf["metadata"]["namespace"],
+            )
+            sj = sj if ok else None
+    if sj is None:
+        raise job_not_found(job_id)
+    return gw, caller, sj
 
 
 @routes.get("/api/{version}/jobs/{job_id}")
 async def get_job(request: web.Request) -> web.Response:
-    gw, caller, sj = await _job(request)
-    qf = await gw.function_titled(caller.namespace, sj["spec"]["function"])
-    shape = shapes.job_json(sj, qf)
+    gw, caller, sj = await _job(request, providers_too=True)
+    shape = shapes.job_json(sj, await gw.job_function(sj))
     if query(request, "with_result") not in ("false", "False", "0"):
-        shape["result"] = await _result_text(gw, sj)
+        # The result is its author's (None for the provider, as on IBM's gateway).
+        mine = sj["metadata"]["namespace"] == caller.namespace
+        shape["result"] = await _result_text(gw, sj) if mine else None
     return web.json_response(shape)
 
 
@@ -206,7 +267,7 @@ async def _log_text(gw: Gateway, sj: dict[str, Any], provider_side: bool = False
 
 
 async def _provider_function(gw: Gateway, caller: Caller, sj: dict[str, Any]) -> dict | None:
-    qf = await gw.function_titled(caller.namespace, sj["spec"]["function"])
+    qf = await gw.job_function(sj)
     return qf if qf is not None and qf["spec"].get("provider") else None
 
 
@@ -223,13 +284,17 @@ async def logs(request: web.Request) -> web.Response:
 
 @routes.get("/api/{version}/jobs/{job_id}/provider-logs")
 async def provider_logs(request: web.Request) -> web.Response:
-    gw, caller, sj = await _job(request)
+    gw, caller, sj = await _job(request, providers_too=True)
     job_id = request.match_info["job_id"]
     qf = await _provider_function(gw, caller, sj)
     if qf is None:
         raise forbidden(f"You don't have access to job [{job_id}]: it is not a provider's function")
     ok, _ = await gw.authority.allowed(
-        caller, "update", "qiskitfunctions", name=qf["metadata"]["name"]
+        caller,
+        "update",
+        "qiskitfunctions",
+        name=qf["metadata"]["name"],
+        namespace=qf["metadata"]["namespace"],
     )
     if not ok:
         raise forbidden(
@@ -244,7 +309,7 @@ async def provider_logs(request: web.Request) -> web.Response:
 
 @routes.get("/api/{version}/jobs/{job_id}/runtime_jobs")
 async def runtime_jobs(request: web.Request) -> web.Response:
-    _, _, sj = await _job(request)
+    _, _, sj = await _job(request, providers_too=True)
     return web.json_response({"runtime_jobs": shapes.runtime_jobs(sj)})
 
 
@@ -253,5 +318,5 @@ async def events(request: web.Request) -> web.Response:
     kind = query(request, "type")
     if kind and kind.upper() != "ERROR":
         raise bad_request("Type is not valid. Valid types: ['ERROR']")
-    _, _, sj = await _job(request)
+    _, _, sj = await _job(request, providers_too=True)
     return web.json_response(shapes.job_events(sj))

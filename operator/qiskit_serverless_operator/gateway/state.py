@@ -23,6 +23,7 @@ from .auth import Authority, Caller
 from .config import GatewayConfig
 from .errors import GatewayError, bad_request, function_not_found, job_not_found, too_large
 
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 FORM_FIELD_LIMIT = 2 * 1024 * 1024
 # How much of an oversized upload is read (and dropped) so the client sees the 413.
@@ -69,11 +70,35 @@ class Gateway:
     async def function(
         self, namespace: str, title: str, provider: str | None
     ) -> dict[str, Any] | None:
+        """The namespace's function with this title and provider; else that provider's
+        catalog function (in the namespace named after the provider)."""
         for qf in await self.functions(namespace):
             spec = qf["spec"]
             if spec.get("title") == title and (spec.get("provider") or None) == (provider or None):
                 return qf
+        if provider and provider != namespace and _NAMESPACE.match(provider):
+            for qf in await self.functions(provider):
+                if qf["spec"].get("title") == title and qf["spec"].get("provider") == provider:
+                    return qf
         return None
+
+    async def catalog(self) -> list[dict[str, Any]]:
+        """Every provider's catalog functions: those whose namespace is named after their
+        provider."""
+        return [
+            qf
+            async for qf in self.kube.each(QiskitFunction, "*")
+            if qf["spec"].get("provider") == qf["metadata"]["namespace"]
+        ]
+
+    async def job_function(self, sj: dict[str, Any]) -> dict[str, Any] | None:
+        """The function a job ran: by title in its namespace, or its provider's catalog one."""
+        provider = sj["spec"].get("provider")
+        if provider and provider != sj["metadata"]["namespace"]:
+            return await self.function(
+                sj["metadata"]["namespace"], sj["spec"]["function"], provider
+            )
+        return await self.function_titled(sj["metadata"]["namespace"], sj["spec"]["function"])
 
     async def function_titled(self, namespace: str, title: str) -> dict[str, Any] | None:
         """The function a job names (``spec.function`` is a title, unique per namespace)."""
@@ -93,8 +118,12 @@ class Gateway:
     # ------------------------------------------------------------------ jobs
 
     async def job(self, namespace: str, job_id: str) -> dict[str, Any] | None:
+        """The job with that id in the namespace (``*``: in any, found by its status only)."""
         if not _UUID.match(job_id):
             return None  # never a UID: and never a field selector of the caller's making
+        if namespace == "*":
+            found = await self.kube.list(ServerlessJob, "*", fields={c.JOB_ID_FIELD: job_id})
+            return found[0] if found else None
         name = self._names.get((namespace, job_id))
         if name:
             sj = await self.kube.get(ServerlessJob, name, namespace)
@@ -117,6 +146,7 @@ class Gateway:
         return sj
 
     async def jobs(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's jobs (``*``: every namespace's)."""
         return [sj async for sj in self.kube.each(ServerlessJob, namespace)]
 
 

@@ -144,6 +144,11 @@ def main() -> int:
     result_url = read_secret(runtime_dir, "result-url")
 
     program = source_dir / entrypoint
+    workdir = source_dir
+    runner = Path(os.environ.get("QSO_RUNNER_PATH", "/runner")) / "runner.py"
+    if not program.is_file() and runner.is_file():
+        # An image built for IBM's service: its Runner().run(arguments) is the program.
+        program, workdir = Path(__file__).with_name("runner_entry.py"), runner.parent
     if not program.is_file():
         present = (
             sorted(str(p.relative_to(source_dir)) for p in source_dir.rglob("*.py"))
@@ -152,7 +157,8 @@ def main() -> int:
         )
         note(
             f"entrypoint {entrypoint!r} not found in the function's source "
-            f"(Python files: {', '.join(present) or 'none'})"
+            f"(Python files: {', '.join(present) or 'none'}), and no {runner} "
+            "(Qiskit Serverless' custom-image Runner)"
         )
         return EXIT_ENTRYPOINT_MISSING
 
@@ -170,7 +176,7 @@ def main() -> int:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source_dir), env.get("PYTHONPATH")]))
     child = subprocess.Popen(
         [sys.executable, str(program)],
-        cwd=source_dir,
+        cwd=workdir,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -1,0 +1,23 @@
+"""Which function a job runs: its own namespace's (by title), or, for a job naming
+``spec.provider``, that provider's catalog: the QiskitFunctions of the namespace named after
+the provider whose ``spec.provider`` says so (who may run them is RBAC's: access.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..kube import QiskitFunction
+from . import jobspec
+from .context import Context
+
+
+async def find_function(ctx: Context, sj: dict[str, Any]) -> dict[str, Any] | None:
+    """The function a job names: by title in its own namespace, or, for ``spec.provider``,
+    in the provider's catalog (the namespace named after the provider)."""
+    title, provider = sj["spec"]["function"], sj["spec"].get("provider")
+    where = jobspec.placement(sj)
+    for qf in await ctx.kube.list(QiskitFunction, where.namespace):
+        spec = qf["spec"]
+        if spec.get("title") == title and (not where.remote or spec.get("provider") == provider):
+            return qf
+    return None
