@@ -61,11 +61,18 @@ def provider_folder(namespace: str, provider: str, title: str) -> str:
     return f"{ROOT}/{namespace}/providers/{key_part(provider)}/{key_part(title)}/"
 
 
-def job_folders(namespace: str, user: str, title: str, provider: str | None) -> dict[str, str]:
-    """A job's folders: mount point in its pod -> object-storage prefix."""
+def job_folders(
+    namespace: str,
+    user: str,
+    title: str,
+    provider: str | None,
+    provider_namespace: str | None = None,
+) -> dict[str, str]:
+    """A job's folders: mount point in its pod -> object-storage prefix. The user's folder is
+    in the job's namespace; a provider's, in the function's (the provider's catalog)."""
     folders = {USER_MOUNT: user_folder(namespace, user, provider, title)}
     if provider:
-        folders[PROVIDER_MOUNT] = provider_folder(namespace, provider, title)
+        folders[PROVIDER_MOUNT] = provider_folder(provider_namespace or namespace, provider, title)
     return folders
 
 

@@ -150,3 +150,51 @@ def test_build_tag_follows_the_inputs_and_the_build_pod_is_locked_down():
     assert job["metadata"]["name"] == buildspec.build_job_name("hello", tag)
     assert desired_status(qf, "r", builds=False)["reason"] == "BuildUnavailable"
     assert desired_status(qf, "r", builds=True)["reason"] == "NeedsBuild"
+
+
+def test_a_catalog_functions_job_runs_in_the_providers_namespace_unowned():
+    sj = _sj(provider="acme", credentials={"secretRef": {"name": "ibm"}})
+    where = jobspec.placement(sj)
+    assert where.namespace == "acme" and where.remote
+    assert where.base.endswith("-job-1") and len(where.base) == len("12345678-job-1")
+    # Two namespaces' jobs of one name meet in the provider's: their children differ.
+    other = jobspec.placement({**sj, "metadata": {**sj["metadata"], "namespace": "ns2"}})
+    assert other.base != where.base
+    job = jobspec.batch_job(sj, _qf(provider="acme"), CFG, arguments_secret="a", arguments_key="k")
+    assert job["metadata"]["namespace"] == "acme"
+    assert "ownerReferences" not in job["metadata"]  # owners live in the same namespace
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels[c.LABEL_JOB] == "job-1" and labels[c.LABEL_JOB_NAMESPACE] == "ns"
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    token = next(e for e in env if e["name"] == "QISKIT_IBM_TOKEN")
+    # The user's credentials, copied beside the pod.
+    assert token["valueFrom"]["secretKeyRef"]["name"] == jobspec.credentials_secret_name(where.base)
+    secret = jobspec.runtime_secret(sj, result_url="r", logs_url="l", gateway_token="t")
+    assert secret["metadata"]["namespace"] == "acme" and "ownerReferences" not in secret["metadata"]
+    # A job of the provider's own namespace, or without a provider, stays home and owned.
+    own = _sj(provider="ns")
+    assert not jobspec.placement(own).remote
+    local = jobspec.batch_job(own, _qf(), CFG, arguments_secret="a", arguments_key="k")
+    assert local["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+
+
+def test_a_prebuilt_image_gets_the_wrapper_from_an_init_container():
+    qf = _qf(image="example.com/ibm-built:1")
+    qf["spec"].pop("source")
+    job = jobspec.batch_job(_sj(), qf, CFG, arguments_secret="a", arguments_key="k")
+    pod = job["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert init["image"] == CFG.runtime_image
+    (main,) = pod["containers"]
+    assert {"name": "PYTHONPATH", "value": jobspec.WRAPPER_DIR} in main["env"]
+    assert {"name": "qso-wrapper", "mountPath": jobspec.WRAPPER_DIR, "readOnly": True} in (
+        main["volumeMounts"]
+    )
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+    # A function on the runtime base image has the wrapper already.
+    assert (
+        "initContainers"
+        not in jobspec.batch_job(_sj(), _qf(), CFG, arguments_secret="a", arguments_key="k")[
+            "spec"
+        ]["template"]["spec"]
+    )

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import kopf
 from lightkube import codecs
 from lightkube.resources.core_v1 import Node
 
@@ -267,7 +268,13 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
             _memory.positions[key] = now
 
     if started:
-        await asyncio.gather(*(start(r.namespace, r.name) for r in started), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(start(r.namespace, r.name) for r in started), return_exceptions=True
+        )
+        for rec, outcome in zip(started, outcomes, strict=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, kopf.TemporaryError):
+                # The job stays admitted; the safety net and its own events look again.
+                log.error("starting admitted job %s failed: %r", rec.key, outcome, exc_info=outcome)
 
     still_waiting = [r for r in waiting_records.values() if r.key in plan.waiting]
     await _write_summary(ctx, queue, [*running_records, *started], still_waiting, used, limits)
