@@ -342,13 +342,20 @@ SAFETY_NET_CONCURRENCY = 10
 
 async def safety_net(records: list[JobRecord], look_again: Reconcile) -> None:
     """A missed watch event must not leave a job stuck: every 30 s, look again at each job
-    that is starting or running (from the store, so nothing more per job is kept in memory)."""
+    that is admitted, starting or running (from the store, so nothing more per job is kept
+    in memory)."""
     now = time.monotonic()
     if now - _memory.safety_net_at < SAFETY_NET_SECONDS:
         return
     _memory.safety_net_at = now
     memory.release()  # same cadence: hand back what a burst of events left behind
-    active = [r for r in records if r.phase in (JobPhase.INITIALIZING, JobPhase.RUNNING)]
+    # Admitted but not started (its start failed, say, on an API error) counts too.
+    active = [
+        r
+        for r in records
+        if r.phase in (JobPhase.INITIALIZING, JobPhase.RUNNING)
+        or (r.phase == JobPhase.QUEUED and r.reason == QueueReason.ADMITTED)
+    ]
     if not active:
         return
     limit = asyncio.Semaphore(SAFETY_NET_CONCURRENCY)

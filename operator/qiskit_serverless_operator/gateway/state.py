@@ -188,8 +188,15 @@ async def read_form(request: web.Request, file_field: str, limit: int) -> Form:
         raise too_large(
             f"the request body is {declared} bytes, over the {limit} bytes an upload may hold"
         )
+    if request.content_type == "application/x-www-form-urlencoded":
+        # What the client sends for an image function (no file): fields only, read whole
+        # (the app's body limit bounds it).
+        posted = await request.post()
+        return Form(fields={k: str(v) for k, v in posted.items() if isinstance(v, str)})
     if not request.content_type.startswith("multipart/"):
-        raise bad_request("send the upload as a multipart form (multipart/form-data)")
+        raise bad_request(
+            "send the upload as a form (multipart/form-data, or urlencoded without a file)"
+        )
     form = Form(fields={})
     refused: GatewayError | None = None
     try:
