@@ -57,3 +57,17 @@ def test_phases_never_move_backwards_and_terminal_is_final():
 
 def test_duration_format():
     assert [format_duration(s) for s in (0, 42, 185, 7300)] == ["0s", "42s", "3m5s", "2h1m"]
+
+
+def test_a_pod_deleted_by_hand_or_lost_is_an_explained_error():
+    pod = _pod({"running": {"startedAt": "2026-01-01T00:00:00Z"}})
+    pod["metadata"] = {"name": "sj-x-abc", "deletionTimestamp": "2026-01-01T00:01:00Z"}
+    deleted = observe(_job(), pod)
+    assert deleted.phase == JobPhase.ERROR and deleted.reason == "PodDeleted"
+    assert "sj-x-abc was deleted while the job ran" in deleted.message
+    # The pod already gone, the Job failed for it: the message says so, not "backoff limit".
+    lost = observe(_job({"type": "Failed", "reason": "BackoffLimitExceeded"}), None)
+    assert lost.reason == "PodLost" and "never started twice" in lost.message
+    # A finished job whose pod the TTL removes stays what it was.
+    done = observe(_job({"type": "Complete"}), pod)
+    assert done.phase == JobPhase.DONE

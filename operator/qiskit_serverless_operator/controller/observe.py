@@ -97,11 +97,36 @@ def observe(
                 exit_code,
                 finished_at=finished_at,
             )
+        if pod is None and failed.get("reason") == "BackoffLimitExceeded":
+            return Observation(
+                JobPhase.ERROR,
+                "PodLost",
+                "the job's pod is gone (deleted, or its node lost) before it finished; a "
+                "job's pod is never started twice",
+                None,
+                finished_at=finished_at,
+            )
         return Observation(
             JobPhase.ERROR,
             "JobFailed",
             failed.get("message") or "the job's pod failed",
             None,
+            finished_at=finished_at,
+        )
+
+    if (
+        pod is not None
+        and (pod.get("metadata") or {}).get("deletionTimestamp")
+        and exit_code != 0  # a program that finished: the Job's Complete condition follows
+    ):
+        # Not by the operator: it stops a job through spec.stop (CANCELED) and removes a
+        # finished one's pod only after its end is recorded.
+        return Observation(
+            JobPhase.ERROR,
+            "PodDeleted",
+            f"the job's pod {pod['metadata']['name']} was deleted while the job ran; stop a "
+            "job with spec.stop (job.stop()) instead",
+            exit_code,
             finished_at=finished_at,
         )
 

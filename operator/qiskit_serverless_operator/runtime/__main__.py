@@ -109,6 +109,36 @@ def put(url: str, data: bytes, content_type: str) -> None:
             raise OSError(f"storage answered HTTP {response.status}")
 
 
+def put_patiently(url: str, data: bytes, content_type: str) -> bool:
+    """Store the result, waiting out an object store that is down (a restart, an outage):
+    a finished program's result is never given up before ``QSO_UPLOAD_PATIENCE_SECONDS``
+    (10 minutes by default). A refusal (4xx: the link expired, say) is final."""
+    patience = float(os.environ.get("QSO_UPLOAD_PATIENCE_SECONDS", "600"))
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            put(url, data, content_type)
+            if attempt > 1:
+                note(f"the result is stored (attempt {attempt})")
+            return True
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                note(f"object storage refused the result: HTTP {exc.code}")
+                return False
+            error: Exception = exc
+        except (OSError, urllib.error.URLError) as exc:
+            error = exc
+        waited = time.monotonic() - started
+        if waited > patience:
+            note(f"the result could not be stored in {waited:.0f} s: {error}")
+            return False
+        if attempt == 1 or attempt % 10 == 0:
+            note(f"storing the result failed ({error}); trying again for up to {patience:.0f} s")
+        time.sleep(min(2.0 * attempt, 10.0))
+
+
 def read_secret(runtime_dir: Path, key: str) -> str | None:
     path = runtime_dir / key
     return path.read_text().strip() if path.exists() else None
@@ -210,18 +240,14 @@ def main() -> int:
             note(f"the files the program wrote could not all be kept: {exc}")
             files_failed = True
 
-    if code == 0 and results_path.exists() and result_url:
-        started = time.monotonic()
-        for attempt in range(1, 4):
-            try:
-                put(result_url, results_path.read_bytes(), "application/json")
-                break
-            except (OSError, urllib.error.URLError) as exc:
-                note(f"storing the result failed (attempt {attempt}): {exc}")
-                time.sleep(attempt)
-        else:
-            note(f"the result could not be stored after {time.monotonic() - started:.0f} s")
-            return EXIT_RESULT_NOT_STORED
+    stored = (
+        code != 0
+        or not results_path.exists()
+        or not result_url
+        or put_patiently(result_url, results_path.read_bytes(), "application/json")
+    )
+    if not stored:
+        return EXIT_RESULT_NOT_STORED
     if code < 0:
         note(f"the program was ended by signal {-code}")
         return 128 - code
