@@ -29,6 +29,7 @@ from qiskit_serverless_operator import constants as c
 from qiskit_serverless_operator.controller.jobspec import runtime_secret_name
 from tests import faults
 from tests.cluster.config import Paths
+from tests.kube import kubectl
 from tests.serverless import custom, make_function, read_object, wait_function_phase
 
 PROGRAM = """
@@ -209,12 +210,45 @@ def run(
     plan: Plan,
     log=print,  # type: ignore[no-untyped-def]
 ) -> Report:
+    """The run, its jobs in ``namespace``; the probes in a namespace of their own (another
+    user, so that fair sharing puts a probe ahead of the run's queue: it measures the
+    cluster's recovery, not the queue's length), removed at the end."""
+    core = client.CoreV1Api(api_client)
+    probes = f"probe-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=probes)))
+    try:
+        return _run(cluster, api_client, namespace, probes, plan, log)
+    finally:
+        kubectl(
+            cluster,
+            "-n",
+            probes,
+            "delete",
+            "sj,qf",
+            "--all",
+            "--wait",
+            "--timeout=120s",
+            check=False,
+        )
+        kubectl(cluster, "delete", "namespace", probes, "--wait=false", check=False)
+
+
+def _run(
+    cluster: dict[str, Any],
+    api_client: client.ApiClient,
+    namespace: str,
+    probes: str,
+    plan: Plan,
+    log,  # type: ignore[no-untyped-def]
+) -> Report:
     rng = random.Random(plan.seed)
     api, core = custom(api_client), client.CoreV1Api(api_client)
     paths = Paths.from_env()
     report = Report()
-    make_function(api, namespace, "chaos", {"main.py": PROGRAM})
-    wait_function_phase(api, namespace, "chaos", "Ready", timeout=120)
+    for where in (namespace, probes):
+        make_function(api, where, "chaos", {"main.py": PROGRAM})
+    for where in (namespace, probes):
+        wait_function_phase(api, where, "chaos", "Ready", timeout=300)
     counter = _PodCounter(core, namespace)
     counter.start()
     started = time.monotonic()
@@ -324,7 +358,7 @@ def run(
         elif what == "kubelet":
             faults.restart(paths, "kubelet")
             log("restarted the kubelet")
-        _probe(api, namespace, what, report)
+        _probe(api, probes, what, report)
 
     vandalism.join()
 

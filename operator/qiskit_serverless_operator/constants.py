@@ -56,6 +56,11 @@ PHASE_ORDER = {
     JobPhase.CANCELED: 3,
 }
 
+# A function's title (spec.title, as in the CRD; tests/unit/test_crds.py checks they agree):
+# what users call it by, and a label value on its jobs' pods.
+TITLE_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$"
+TITLE_MAX_LENGTH = 63
+
 # Labels and annotations on the objects the operator creates (its own domain, so
 # Argo CD can be told to ignore them and nothing collides with other controllers).
 LABEL_JOB = f"{GROUP}/job"

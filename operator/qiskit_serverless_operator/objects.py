@@ -19,6 +19,20 @@ from . import constants as c
 MAX_ARGUMENTS_BYTES = c.SECRET_MAX_BYTES - 4096
 
 
+def title_problem(title: object) -> str | None:
+    """Why ``title`` cannot be a function's title (the CRD's rule, said before the API server
+    says it less kindly), or None."""
+    if not isinstance(title, str):
+        return f"a function's title is a string, got {type(title).__name__} {title!r}"
+    if len(title) > c.TITLE_MAX_LENGTH or not re.match(c.TITLE_PATTERN, title):
+        return (
+            f"function title {title!r} is not allowed: letters, digits, '_', '-' and '.' "
+            f"(ASCII), starting and ending with a letter or digit, up to "
+            f"{c.TITLE_MAX_LENGTH} characters"
+        )
+    return None
+
+
 def object_name(title: str) -> str:
     """A QiskitFunction title (underscores allowed) as a DNS-1123 object name."""
     name = re.sub(r"[^a-z0-9-]+", "-", title.lower()).strip("-") or "function"

@@ -41,6 +41,12 @@ def test_names_match_the_constants(plural: str, kind: str, short: str) -> None:
     assert version["name"] == c.VERSION and version["subresources"] == {"status": {}}
 
 
+def test_title_rule_matches_the_constants() -> None:
+    fn = _crd(c.FUNCTION_PLURAL)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    title = fn["properties"]["spec"]["properties"]["title"]
+    assert title["pattern"] == c.TITLE_PATTERN and title["maxLength"] == c.TITLE_MAX_LENGTH
+
+
 def test_phase_enums_match_the_constants() -> None:
     job = _crd(c.JOB_PLURAL)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     fn = _crd(c.FUNCTION_PLURAL)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -113,10 +114,13 @@ def fetch_archive(url: str, sha256: str, work: Path) -> Path:
     archive.write_bytes(data)
     with tarfile.open(archive) as tar:
         for member in tar.getmembers():
-            name = member.name.lstrip("./") if member.name != "." else ""
-            parts = Path(name).parts
-            if member.name.startswith("/") or ".." in parts:
-                raise ValueError(f"unsafe path in the source archive: {member.name}")
+            # Refused, not tidied up: "../x" must not quietly become "x" (nor ".env" "env").
+            path = posixpath.normpath(member.name)
+            if member.name.startswith("/") or path == ".." or path.startswith("../"):
+                raise ValueError(
+                    f"the source archive holds a path outside its folder: {member.name!r}"
+                )
+            name = "" if path == "." else path
             if member.isdir():
                 (target / name).mkdir(parents=True, exist_ok=True)
             elif member.isfile():
@@ -124,6 +128,11 @@ def fetch_archive(url: str, sha256: str, work: Path) -> Path:
                 extracted = tar.extractfile(member)
                 assert extracted is not None
                 (target / name).write_bytes(extracted.read())
+            else:
+                raise ValueError(
+                    f"the source archive holds {member.name!r}, which is not a regular file "
+                    "(links and devices are not allowed)"
+                )
     return target
 
 

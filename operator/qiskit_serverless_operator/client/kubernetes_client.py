@@ -67,8 +67,17 @@ def _api_error(exc: ApiException, what: str, namespace: str) -> QiskitServerless
 
 def encode_arguments(arguments: dict[str, Any] | None) -> str:
     """Arguments as the job reads them: JSON with Qiskit objects in qiskit_serverless's codec."""
+    if arguments is not None and not isinstance(arguments, dict):
+        raise QiskitServerlessException(
+            f"arguments must be a dict of name: value (the program's get_arguments()), got "
+            f"{type(arguments).__name__}"
+        )
     try:
         return json.dumps(arguments or {}, cls=QiskitObjectsEncoder)
+    except RecursionError as exc:
+        raise QiskitServerlessException(
+            "the arguments cannot be sent to the job: they are nested too deeply for JSON"
+        ) from exc
     except (TypeError, ValueError) as exc:
         raise QiskitServerlessException(
             f"the arguments cannot be sent to the job: {exc}. Arguments must be JSON values "
@@ -362,6 +371,9 @@ class KubernetesClient(BaseClient):
     def upload(
         self, program: QiskitFunction, wait: bool = True, timeout: float = 600
     ) -> RunnableQiskitFunction | None:
+        bad_title = objects.title_problem(program.title)
+        if bad_title:
+            raise QiskitServerlessException(bad_title)
         spec: dict[str, Any] = {"title": program.title, "entrypoint": program.entrypoint}
         for key, value in (
             ("provider", program.provider),
@@ -495,6 +507,11 @@ class KubernetesClient(BaseClient):
         *,
         function_size: str | None = None,
     ) -> Job:
+        if not isinstance(program, str | QiskitFunction):
+            raise QiskitServerlessException(
+                f"run() takes a function's title or a QiskitFunction, got "
+                f"{type(program).__name__} {program!r}"
+            )
         title = program if isinstance(program, str) else program.title
         provider = provider or (None if isinstance(program, str) else program.provider)
         function = self.function(title, provider)

@@ -151,11 +151,11 @@ async def _update_list(
 @_endpoint
 async def sub_status(ctx: Context, request: web.Request) -> web.Response:
     namespace, name, _ = _token(request)
+    sj = await _own_job(ctx, request)  # first: a stranger learns nothing from a 400
     form = await request.post()
     value = str(form.get("sub_status", "")).strip()
     if value not in SUB_STATUSES:
         return _error(400, f"sub_status must be one of {', '.join(SUB_STATUSES)}; got {value!r}")
-    sj = await _own_job(ctx, request)
     phase = (sj.get("status") or {}).get("phase")
     if phase in _TERMINAL:
         return _error(409, f"the job is already {phase}")

@@ -221,9 +221,18 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
                 logs_url=ctx.store.presign_get(provider_logs_key, cfg.read_link_seconds),
             )
         )
-    await ctx.kube.create_or_get(
-        jobspec.batch_job(sj, qf, cfg, arguments_secret=args_secret, arguments_key=args_key)
-    )
+    try:
+        await ctx.kube.create_or_get(
+            jobspec.batch_job(sj, qf, cfg, arguments_secret=args_secret, arguments_key=args_key)
+        )
+    except ApiError as exc:
+        if exc.status.code != 422:
+            raise
+        # What the schemas let through and Kubernetes refuses (a resource name, a value
+        # out of range): retrying cannot help; the job ends with the API server's words.
+        raise JobInputError(
+            "InvalidPodSpec", f"Kubernetes refused the job's pod: {exc.status.message}"
+        ) from exc
 
 
 async def _pods(ctx: Context, sj: dict[str, Any]) -> list[dict[str, Any]]:
