@@ -316,3 +316,7 @@ def test_read_links_are_renewed_when_they_expire(
         name = job_name(api_client, namespace, job)
         status = get_job(custom(api_client), namespace, name)["status"]
         assert status.get("linksRefreshed")
+        # The links' Secret deleted by hand: asked for, it is made again.
+        client.CoreV1Api(api_client).delete_namespaced_secret(f"sj-out-{name}", namespace)
+        assert job.result() == {"x": 1}
+        assert job.logs() == "hi\n"

@@ -62,9 +62,21 @@ def test_duration_format():
 def test_a_pod_deleted_by_hand_or_lost_is_an_explained_error():
     pod = _pod({"running": {"startedAt": "2026-01-01T00:00:00Z"}})
     pod["metadata"] = {"name": "sj-x-abc", "deletionTimestamp": "2026-01-01T00:01:00Z"}
-    deleted = observe(_job(), pod)
+    # Being deleted, and the Job has not said why: not over yet (the Job controller deletes
+    # the pod at the deadline before it writes DeadlineExceeded).
+    assert observe(_job(), pod).phase == JobPhase.RUNNING
+    killed = _pod({"terminated": {"exitCode": 143, "finishedAt": "2026-01-01T00:01:01Z"}})
+    killed["metadata"] = pod["metadata"]
+    waiting = observe(_job(), killed)
+    assert waiting.phase == JobPhase.RUNNING and waiting.reason == "PodTerminating"
+    timeout = observe(_job({"type": "FailureTarget", "reason": "DeadlineExceeded"}), killed)
+    assert timeout.reason == "Timeout"
+    deleted = observe(_job({"type": "Failed", "reason": "BackoffLimitExceeded"}), killed)
     assert deleted.phase == JobPhase.ERROR and deleted.reason == "PodDeleted"
     assert "sj-x-abc was deleted while the job ran" in deleted.message
+    # A program that failed by itself, its pod not deleted, says so at once.
+    failed = _pod({"terminated": {"exitCode": 3, "finishedAt": "2026-01-01T00:01:01Z"}})
+    assert observe(_job(), failed).reason == "ProgramFailed"
     # The pod already gone, the Job failed for it: the message says so, not "backoff limit".
     lost = observe(_job({"type": "Failed", "reason": "BackoffLimitExceeded"}), None)
     assert lost.reason == "PodLost" and "never started twice" in lost.message

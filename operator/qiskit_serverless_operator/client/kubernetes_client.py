@@ -246,7 +246,11 @@ class KubernetesClient(BaseClient):
         secret = secret or jobspec.output_secret_name(body["metadata"]["name"])
         url = self._read_link(body, key, secret)
         if not url:
-            return None
+            if refreshed or not (body.get("status") or {}).get("startTime"):
+                return None
+            # Started, yet no links: their Secret was deleted; the operator makes it again.
+            self._refresh_links(body, secret, key, url)
+            return self._fetch(body, key, secret, refreshed=True)
         try:
             with urllib.request.urlopen(url, timeout=60) as response:
                 return response.read().decode()
@@ -261,7 +265,7 @@ class KubernetesClient(BaseClient):
             ) from exc
 
     def _refresh_links(
-        self, body: dict[str, Any], secret: str, key: str, old: str, timeout: float = 60
+        self, body: dict[str, Any], secret: str, key: str, old: str | None, timeout: float = 60
     ) -> None:
         name = body["metadata"]["name"]
         try:

@@ -7,6 +7,7 @@ cluster afresh; the triggers only decide *when* to look, never *what* to do.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import kopf
@@ -24,6 +25,12 @@ from .jobstore import record_of, store
 
 log = logging.getLogger(__name__)
 
+# An admission tick slower than this is logged: admissions wait for it.
+SLOW_TICK_SECONDS = 5.0
+# How soon a handler that failed on an unexpected error (the API server restarting: refused
+# connections, timeouts) runs again. kopf's default is 60 s, a minute of no admissions
+# after every API server restart; a TemporaryError still says its own delay.
+RETRY = 3.0
 OWNED = {c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_JOB: kopf.PRESENT}
 
 
@@ -76,8 +83,8 @@ def worth_a_look_on_resume(body: kopf.Body, **_: Any) -> bool:
     return not waiting or spec_not_yet_seen(body)
 
 
-@kopf.on.resume(c.GROUP, c.VERSION, c.JOB_PLURAL, when=worth_a_look_on_resume)
-@kopf.on.create(c.GROUP, c.VERSION, c.JOB_PLURAL)
+@kopf.on.resume(c.GROUP, c.VERSION, c.JOB_PLURAL, when=worth_a_look_on_resume, backoff=RETRY)
+@kopf.on.create(c.GROUP, c.VERSION, c.JOB_PLURAL, backoff=RETRY)
 async def job_changed(name: str, namespace: str, **_: Any) -> None:
     await reconcile_job(namespace, name)
 
@@ -117,20 +124,38 @@ async def job_record(type: str, body: kopf.Body, **_: Any) -> None:
         store.seen(record_of(body))
 
 
-# No per-job timer: kopf keeps the whole body of every object of a kind that has timers or
-# daemons, which with 10,000 jobs is most of the operator's memory. The admission tick runs
-# the safety net over the job records instead (scheduler.safety_net).
-@kopf.timer(c.GROUP, c.VERSION, c.QUEUE_PLURAL, interval=1.0, sharp=False)
+@kopf.timer(c.GROUP, c.VERSION, c.QUEUE_PLURAL, interval=1.0, sharp=False, backoff=1.0)
 async def admission_tick(body: kopf.Body, **_: Any) -> None:
     """The admission loop: one tick a second, in the active replica only."""
     if body["metadata"]["name"] != c.QUEUE_NAME:
         return
+    began = time.monotonic()
     records = await scheduler.job_records()
     await scheduler.tick(dict(body), records, start=reconcile_job)
-    await scheduler.safety_net(records, look_again=reconcile_job)
+    took = time.monotonic() - began
+    if took > SLOW_TICK_SECONDS:
+        log.warning("admission tick took %.1f s (%d job records)", took, len(records))
 
 
-@kopf.on.delete(c.GROUP, c.VERSION, c.JOB_PLURAL)
+# No per-job timer: kopf keeps the whole body of every object of a kind that has timers or
+# daemons, which with 10,000 jobs is most of the operator's memory. A timer of its own on the
+# queue runs the safety net over the job records instead (apart from the admission tick, so
+# that looking again at hundreds of running jobs never holds an admission up).
+@kopf.timer(
+    c.GROUP,
+    c.VERSION,
+    c.QUEUE_PLURAL,
+    interval=scheduler.SAFETY_NET_SECONDS,
+    sharp=False,
+    backoff=RETRY,
+)
+async def safety_net_tick(body: kopf.Body, **_: Any) -> None:
+    if body["metadata"]["name"] != c.QUEUE_NAME:
+        return
+    await scheduler.safety_net(await scheduler.job_records(), look_again=reconcile_job)
+
+
+@kopf.on.delete(c.GROUP, c.VERSION, c.JOB_PLURAL, backoff=RETRY)
 async def job_deleted(body: kopf.Body, **_: Any) -> None:
     await cleanup_job(dict(body))
 
@@ -138,8 +163,8 @@ async def job_deleted(body: kopf.Body, **_: Any) -> None:
 # ----------------------------------------------------------------------------- functions
 
 
-@kopf.on.resume(c.GROUP, c.VERSION, c.FUNCTION_PLURAL)
-@kopf.on.create(c.GROUP, c.VERSION, c.FUNCTION_PLURAL)
+@kopf.on.resume(c.GROUP, c.VERSION, c.FUNCTION_PLURAL, backoff=RETRY)
+@kopf.on.create(c.GROUP, c.VERSION, c.FUNCTION_PLURAL, backoff=RETRY)
 async def function_changed(name: str, namespace: str, **_: Any) -> None:
     await reconcile_function(namespace, name)
 
@@ -156,6 +181,7 @@ async def function_spec_event(name: str, namespace: str, type: str, **_: Any) ->
     c.FUNCTION_PLURAL,
     interval=3,
     initial_delay=2,
+    backoff=RETRY,
     when=lambda status, **_: status.get("reason") == "AwaitingUpload",
 )
 async def function_awaiting_upload(name: str, namespace: str, **_: Any) -> None:

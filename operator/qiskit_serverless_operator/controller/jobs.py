@@ -560,6 +560,10 @@ def links_refresh_wanted(body: dict[str, Any]) -> bool:
     return bool(asked) and asked != (body.get("status") or {}).get("linksRefreshed")
 
 
+def _underscored(data: dict[str, str]) -> dict[str, str]:
+    return {key.replace("-", "_"): value for key, value in data.items()}
+
+
 async def refresh_links(namespace: str, name: str) -> None:
     """New read links for a job's result and logs (presigned URLs last at most 7 days): a
     client whose links expired asks with the refresh-links annotation."""
@@ -587,12 +591,16 @@ async def refresh_links(namespace: str, name: str) -> None:
                 sj
             ).namespace,
         }
+        mine = jobspec.output_secret_name(name)
         for secret, data in links.items():
             try:
                 await ctx.kube.patch(Secret, secret, homes[secret], {"stringData": data})
             except ApiError as exc:
                 if exc.status.code != 404:  # never started, or not a provider's function
                     raise
+                if secret == mine and (sj.get("status") or {}).get("startTime"):
+                    # Deleted by hand: the links are the way to the result; make it again.
+                    await ctx.kube.create_or_get(jobspec.output_secret(sj, **_underscored(data)))
         asked = sj["metadata"]["annotations"][c.ANNOTATION_REFRESH_LINKS]
         await ctx.kube.patch_status(ServerlessJob, name, namespace, {"linksRefreshed": asked})
         log.info("job %s/%s: read links refreshed", namespace, name)

@@ -71,6 +71,9 @@ def observe(
             finished_at=finished_at,
         )
     failed = conditions.get("Failed") or conditions.get("FailureTarget")
+    # Deleted from outside the program: by hand, or by the Job controller at the deadline,
+    # which deletes the pod before it writes why. Until the Job says, the job is not over.
+    deleting = pod is not None and bool((pod.get("metadata") or {}).get("deletionTimestamp"))
     if failed:
         if failed.get("reason") == "DeadlineExceeded":
             limit = f" of {timeout_seconds} s" if timeout_seconds else ""
@@ -86,6 +89,17 @@ def observe(
                 JobPhase.ERROR,
                 "OutOfMemory",
                 "the program ran out of memory (raise spec.resources.limits.memory)",
+                exit_code,
+                finished_at=finished_at,
+            )
+        if deleting:
+            # Not by the operator: it stops a job through spec.stop (CANCELED) and removes a
+            # finished one's pod only after its end is recorded.
+            return Observation(
+                JobPhase.ERROR,
+                "PodDeleted",
+                f"the job's pod {(pod or {})['metadata']['name']} was deleted while the job "
+                "ran; stop a job with spec.stop (job.stop()) instead",
                 exit_code,
                 finished_at=finished_at,
             )
@@ -114,22 +128,6 @@ def observe(
             finished_at=finished_at,
         )
 
-    if (
-        pod is not None
-        and (pod.get("metadata") or {}).get("deletionTimestamp")
-        and exit_code != 0  # a program that finished: the Job's Complete condition follows
-    ):
-        # Not by the operator: it stops a job through spec.stop (CANCELED) and removes a
-        # finished one's pod only after its end is recorded.
-        return Observation(
-            JobPhase.ERROR,
-            "PodDeleted",
-            f"the job's pod {pod['metadata']['name']} was deleted while the job ran; stop a "
-            "job with spec.stop (job.stop()) instead",
-            exit_code,
-            finished_at=finished_at,
-        )
-
     if pod is None:
         return Observation(JobPhase.INITIALIZING, "PodPending", "creating the job's pod")
     waiting = (container.get("state") or {}).get("waiting") or {}
@@ -153,6 +151,8 @@ def observe(
         # The container ended but the Job controller has not written its verdict yet.
         if exit_code == 0:
             return Observation(JobPhase.RUNNING, "Finishing")
+        if deleting:
+            return Observation(JobPhase.RUNNING, "PodTerminating", "the job's pod is being deleted")
         return Observation(
             JobPhase.ERROR,
             "ProgramFailed",

@@ -60,7 +60,6 @@ class _Memory:
 
     admitted: dict[str, float]
     positions: dict[str, float] = field(default_factory=dict)
-    safety_net_at: float = 0.0
     nodes: tuple[float, int, int] | None = None  # (fetched at, cpu millis, memory bytes)
 
 
@@ -341,13 +340,9 @@ SAFETY_NET_CONCURRENCY = 10
 
 
 async def safety_net(records: list[JobRecord], look_again: Reconcile) -> None:
-    """A missed watch event must not leave a job stuck: every 30 s, look again at each job
-    that is admitted, starting or running (from the store, so nothing more per job is kept
-    in memory)."""
-    now = time.monotonic()
-    if now - _memory.safety_net_at < SAFETY_NET_SECONDS:
-        return
-    _memory.safety_net_at = now
+    """A missed watch event must not leave a job stuck: every 30 s (its own timer), look
+    again at each job that is admitted, starting or running (from the store, so nothing more
+    per job is kept in memory)."""
     memory.release()  # same cadence: hand back what a burst of events left behind
     # Admitted but not started (its start failed, say, on an API error) counts too.
     active = [
