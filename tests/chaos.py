@@ -29,6 +29,7 @@ from qiskit_serverless_operator import constants as c
 from qiskit_serverless_operator.controller.jobspec import runtime_secret_name
 from tests import faults
 from tests.cluster.config import Paths
+from tests.in_cluster import operator_pods, ready
 from tests.kube import kubectl
 from tests.serverless import custom, make_function, read_object, wait_function_phase
 
@@ -179,13 +180,13 @@ _PAST_RUNNING = {"RUNNING", "DONE", "ERROR", "CANCELED"}
 def _probe(api: client.CustomObjectsApi, namespace: str, what: str, report: Report) -> None:
     """Right after a fault ends: how long until a new job gets as far as the fault hindered."""
     started = time.monotonic()
-    name = f"probe-{what}-{uuid.uuid4().hex[:6]}"
+    name = f"probe-{what.split(',')[0]}-{uuid.uuid4().hex[:6]}"
     _retrying(
         lambda: api.create_namespaced_custom_object(
             c.GROUP, c.VERSION, namespace, c.JOB_PLURAL, _job_body(name, "short", 0.1)
         )
     )
-    milestone = _PROBE_MILESTONE[what]
+    milestone = _PROBE_MILESTONE[what.split(",")[0]]
     while time.monotonic() - started < 300:
         status = (_get(api, namespace, name) or {}).get("status") or {}
         phase = status.get("phase")
@@ -256,6 +257,10 @@ def _run(
     names: dict[str, str] = {}
     for i, kind in enumerate(_kinds(plan, rng)):
         seconds = {"short": rng.uniform(1, 3), "long": plan.long_seconds}.get(kind, 60.0)
+        if kind == "stop":
+            # Stopped once RUNNING; it runs long enough that the stop must win even when no
+            # operator replica is up for minutes (a stop is never lost, only late).
+            seconds = 600.0
         if kind == "fail":
             seconds = 1.0
         name = f"job-{i:04d}"
@@ -344,8 +349,13 @@ def _run(
     for what in events:
         time.sleep(rng.uniform(*plan.gap_seconds))
         if what == "operator":
+            # Whether another replica was Ready to take over decides the recovery: a
+            # container SIGKILLed again and again is held in the kubelet's CrashLoopBackOff
+            # (10 s, doubling to 5 min), so after many kills neither may be up.
+            standby = sum(ready(p) for p in operator_pods(cluster)) >= 2
             pod = faults.sigkill_active_operator(cluster, paths)
-            log(f"SIGKILL the active operator replica {pod}")
+            log(f"SIGKILL the active operator replica {pod} (a standby Ready: {standby})")
+            what = "operator, standby Ready" if standby else "operator, no standby Ready"
         elif what == "apiserver":
             faults.restart(paths, "kube-apiserver", down_seconds=2)
             faults.wait_apiserver(cluster)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -9,6 +10,7 @@ import urllib.request
 import pytest
 from kubernetes import client
 
+from qiskit_serverless_operator.controller.jobspec import runtime_secret_name
 from tests.kube import kubectl, wait_until
 from tests.serverless import custom, get_job, make_function, make_job, wait_job
 
@@ -36,6 +38,17 @@ def test_update_status_shows_as_sub_status(
     )
     row = kubectl(cluster, "-n", namespace, "get", "sj", "map-1", "--no-headers").stdout.split()
     assert row[1:4] == ["mapper", "RUNNING", "MAPPING"]
+    # With the job's own token, a value that is not a sub-status is a 400; the token is
+    # checked first, so the same value from a stranger is a 403 (it learns nothing).
+    sj = get_job(api, namespace, "map-1")
+    secret = client.CoreV1Api(api_client).read_namespaced_secret(
+        runtime_secret_name("map-1"), namespace
+    )
+    real = base64.b64decode(secret.data["gateway-token"]).decode()
+    url = f"http://{cluster['node_ip']}:8000/api/v1/jobs/{sj['metadata']['uid']}/sub_status/"
+    assert _patch(url, real, "DANCING") == 400
+    assert _patch(url, f"{namespace}.map-1.not-the-token", "DANCING") == 403
+    assert get_job(api, namespace, "map-1")["status"]["subStatus"] == "MAPPING"
     final = wait_job(api, namespace, "map-1", {"DONE", "ERROR"}, timeout=120)["status"]
     assert final["phase"] == "DONE" and "subStatus" not in final
 
@@ -59,7 +72,7 @@ def _patch(url: str, token: str, value: str) -> int:
     [
         ("", "MAPPING", 401),
         ("ns.job.not-the-token", "MAPPING", 403),
-        ("ns.job.x", "DANCING", 400),
+        ("ns.job.x", "DANCING", 403),
     ],
 )
 def test_endpoint_refuses_bad_tokens_and_values(
