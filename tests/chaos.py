@@ -272,12 +272,15 @@ def _run(
     log(f"submitted {len(names)} jobs")
 
     stop_pending = {n for n, k in names.items() if k == "stop"}
+    finished = threading.Event()
 
     def phase_of(name: str) -> str | None:
         return ((_get(api, namespace, name) or {}).get("status") or {}).get("phase")
 
     def stopper() -> None:
-        while stop_pending and time.monotonic() - started < 900:
+        # Until every one is stopped or the run ends: with a namespace limit, the last
+        # ones start late in a long run (a fixed budget once left them unstopped).
+        while stop_pending and not finished.is_set():
             for name in sorted(stop_pending):
                 if phase_of(name) == "RUNNING":
                     _retrying(
@@ -385,6 +388,7 @@ def _run(
                 pending.discard(name)
         time.sleep(1)
     report.not_terminal = sorted(pending)
+    finished.set()
     report.seconds = time.monotonic() - started
     time.sleep(5)
     counter.stop.set()
