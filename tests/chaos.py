@@ -29,7 +29,7 @@ from qiskit_serverless_operator import constants as c
 from qiskit_serverless_operator.controller.jobspec import runtime_secret_name
 from tests import faults
 from tests.cluster.config import Paths
-from tests.in_cluster import operator_pods, ready
+from tests.in_cluster import ready_replicas
 from tests.kube import kubectl
 from tests.serverless import custom, make_function, read_object, wait_function_phase
 
@@ -82,7 +82,8 @@ class Report:
     duplicates: list[str] = field(default_factory=list)
     unreadable_results: list[str] = field(default_factory=list)
     unaccounted: list[str] = field(default_factory=list)
-    recoveries: list[tuple[str, float]] = field(default_factory=list)
+    # (fault, what else held at that moment or "", seconds until the probe got through)
+    recoveries: list[tuple[str, str, float]] = field(default_factory=list)
     sabotaged: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -177,16 +178,18 @@ _PROBE_MILESTONE = {
 _PAST_RUNNING = {"RUNNING", "DONE", "ERROR", "CANCELED"}
 
 
-def _probe(api: client.CustomObjectsApi, namespace: str, what: str, report: Report) -> None:
+def _probe(
+    api: client.CustomObjectsApi, namespace: str, what: str, report: Report, circumstance: str = ""
+) -> None:
     """Right after a fault ends: how long until a new job gets as far as the fault hindered."""
     started = time.monotonic()
-    name = f"probe-{what.split(',')[0]}-{uuid.uuid4().hex[:6]}"
+    name = f"probe-{what}-{uuid.uuid4().hex[:6]}"
     _retrying(
         lambda: api.create_namespaced_custom_object(
             c.GROUP, c.VERSION, namespace, c.JOB_PLURAL, _job_body(name, "short", 0.1)
         )
     )
-    milestone = _PROBE_MILESTONE[what.split(",")[0]]
+    milestone = _PROBE_MILESTONE[what]
     while time.monotonic() - started < 300:
         status = (_get(api, namespace, name) or {}).get("status") or {}
         phase = status.get("phase")
@@ -198,10 +201,10 @@ def _probe(api: client.CustomObjectsApi, namespace: str, what: str, report: Repo
         if reached:
             if milestone == "DONE" and phase != "DONE":
                 report.unexpected.append(f"{name}: {phase} {status.get('reason')}")
-            report.recoveries.append((what, time.monotonic() - started))
+            report.recoveries.append((what, circumstance, time.monotonic() - started))
             return
         time.sleep(0.3)
-    report.recoveries.append((what, float("inf")))
+    report.recoveries.append((what, circumstance, float("inf")))
 
 
 def run(
@@ -256,13 +259,14 @@ def _run(
 
     names: dict[str, str] = {}
     for i, kind in enumerate(_kinds(plan, rng)):
-        seconds = {"short": rng.uniform(1, 3), "long": plan.long_seconds}.get(kind, 60.0)
-        if kind == "stop":
-            # Stopped once RUNNING; it runs long enough that the stop must win even when no
-            # operator replica is up for minutes (a stop is never lost, only late).
-            seconds = 600.0
-        if kind == "fail":
-            seconds = 1.0
+        # A stopped job is stopped once RUNNING: it runs long enough that the stop must win
+        # even when no operator replica is up for minutes (a stop is never lost, only late).
+        seconds = {
+            "short": rng.uniform(1, 3),
+            "long": plan.long_seconds,
+            "fail": 1.0,
+            "stop": 600.0,
+        }.get(kind, 60.0)
         name = f"job-{i:04d}"
         api.create_namespaced_custom_object(
             c.GROUP, c.VERSION, namespace, c.JOB_PLURAL, _job_body(name, kind, seconds)
@@ -350,15 +354,16 @@ def _run(
     )
     rng.shuffle(events)
     for what in events:
+        circumstance = ""
         time.sleep(rng.uniform(*plan.gap_seconds))
         if what == "operator":
             # Whether another replica was Ready to take over decides the recovery: a
             # container SIGKILLed again and again is held in the kubelet's CrashLoopBackOff
             # (10 s, doubling to 5 min), so after many kills neither may be up.
-            standby = sum(ready(p) for p in operator_pods(cluster)) >= 2
+            standby = ready_replicas(cluster) >= 2
             pod = faults.sigkill_active_operator(cluster, paths)
             log(f"SIGKILL the active operator replica {pod} (a standby Ready: {standby})")
-            what = "operator, standby Ready" if standby else "operator, no standby Ready"
+            circumstance = "standby Ready" if standby else "no standby Ready"
         elif what == "apiserver":
             faults.restart(paths, "kube-apiserver", down_seconds=2)
             faults.wait_apiserver(cluster)
@@ -371,7 +376,7 @@ def _run(
         elif what == "kubelet":
             faults.restart(paths, "kubelet")
             log("restarted the kubelet")
-        _probe(api, probes, what, report)
+        _probe(api, probes, what, report, circumstance)
 
     vandalism.join()
 
@@ -433,8 +438,8 @@ def _run(
 
 def table(report: Report, plan: Plan) -> str:
     recoveries: dict[str, list[float]] = defaultdict(list)
-    for what, seconds in report.recoveries:
-        recoveries[what].append(seconds)
+    for what, circumstance, seconds in report.recoveries:
+        recoveries[f"{what}, {circumstance}" if circumstance else what].append(seconds)
     rows = [
         ("jobs submitted", str(report.submitted)),
         ("terminal", str(sum(report.phases.values()))),

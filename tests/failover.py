@@ -13,7 +13,7 @@ from kubernetes import client
 
 from qiskit_serverless_operator import constants as c
 from tests import faults
-from tests.in_cluster import active_replica, operator_pods, ready
+from tests.in_cluster import active_replica, ready_replicas
 from tests.kube import wait_until
 
 PROGRAM = "from qiskit_serverless import save_result\nsave_result({'ok': True})\n"
@@ -30,7 +30,7 @@ def both_replicas_ready(cluster: dict[str, Any]) -> None:
     """Two Ready replicas, one of them active, and a moment for the standby to see it (so
     that each kill starts from the same state)."""
     wait_until(
-        lambda: sum(ready(p) for p in operator_pods(cluster)) == 2 and active_replica(cluster),
+        lambda: ready_replicas(cluster) == 2 and active_replica(cluster),
         timeout=180,
         what="two Ready operator replicas, one active",
     )

@@ -42,6 +42,10 @@ def ready(pod: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
+def ready_replicas(cluster: dict[str, Any], component: str = "operator") -> int:
+    return sum(ready(p) for p in pods(cluster, component))
+
+
 def active_replica(cluster: dict[str, Any]) -> str | None:
     """The pod kopf peering lets act: the live peer with the highest priority (POD_ID)."""
     out = kubectl(cluster, "get", "clusterkopfpeering", PEERING, "-o", "json").stdout
@@ -78,7 +82,7 @@ def installed(cluster: dict[str, Any]) -> Iterator[list[str]]:
             )
         for component in ("operator", "gateway"):
             wait_until(
-                lambda component=component: sum(ready(p) for p in pods(cluster, component)) == 2,
+                lambda component=component: ready_replicas(cluster, component) == 2,
                 timeout=120,
                 what=f"two Ready {component} replicas",
             )

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from kubernetes import client
 
-from qiskit_serverless_operator.controller.jobspec import runtime_secret_name
+from qiskit_serverless_operator.controller.jobspec import GATEWAY_TOKEN_KEY, runtime_secret_name
 from tests.kube import kubectl, wait_until
 from tests.serverless import custom, get_job, make_function, make_job, wait_job
 
@@ -44,7 +44,7 @@ def test_update_status_shows_as_sub_status(
     secret = client.CoreV1Api(api_client).read_namespaced_secret(
         runtime_secret_name("map-1"), namespace
     )
-    real = base64.b64decode(secret.data["gateway-token"]).decode()
+    real = base64.b64decode(secret.data[GATEWAY_TOKEN_KEY]).decode()
     url = f"http://{cluster['node_ip']}:8000/api/v1/jobs/{sj['metadata']['uid']}/sub_status/"
     assert _patch(url, real, "DANCING") == 400
     assert _patch(url, f"{namespace}.map-1.not-the-token", "DANCING") == 403

@@ -90,7 +90,9 @@ async def _own_job(ctx: Context, request: web.Request) -> dict[str, Any]:
         raise Refused(502, f"cannot read the job: {exc.status.message}") from exc
     expected = ""
     if secret is not None and sj is not None:
-        expected = base64.b64decode((secret.get("data") or {}).get("gateway-token", "")).decode()
+        expected = base64.b64decode(
+            (secret.get("data") or {}).get(jobspec.GATEWAY_TOKEN_KEY, "")
+        ).decode()
     if sj is None or not expected or not hmac.compare_digest(expected, token):
         raise Refused(403, "token does not match this job")
     if sj["metadata"]["uid"] != request.match_info["job_id"]:

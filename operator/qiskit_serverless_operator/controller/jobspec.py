@@ -56,6 +56,10 @@ def arguments_secret_name(sj_name: str) -> str:
     return child_name("sj-args", sj_name)
 
 
+# The runtime Secret's key holding the token a job's pod presents to the job endpoint.
+GATEWAY_TOKEN_KEY = "gateway-token"
+
+
 def runtime_secret_name(sj_name: str) -> str:
     return child_name("sj-rt", sj_name)
 
@@ -211,7 +215,7 @@ def runtime_secret(
     """What the pod needs to report back, and nothing more: no storage credentials. With
     ``files_listing``, the job's files folders (JSON: mount -> files with download links);
     with ``provider_logs_url``, where the provider's share of the logs goes."""
-    data = {"result-url": result_url, "logs-url": logs_url, "gateway-token": gateway_token}
+    data = {"result-url": result_url, "logs-url": logs_url, GATEWAY_TOKEN_KEY: gateway_token}
     if files_listing is not None:
         data[FILES_LISTING_KEY] = files_listing
     if provider_logs_url is not None:
@@ -286,7 +290,7 @@ def batch_job(
         {
             "name": "ENV_JOB_GATEWAY_TOKEN",
             "valueFrom": {
-                "secretKeyRef": {"name": runtime_secret_name(name), "key": "gateway-token"}
+                "secretKeyRef": {"name": runtime_secret_name(name), "key": GATEWAY_TOKEN_KEY}
             },
         },
     ]
