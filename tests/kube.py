@@ -269,17 +269,28 @@ def new_service_account_client(
 
 
 @contextlib.contextmanager
-def operator_with(cluster: dict[str, Any], name: str, **env: str) -> Iterator[OperatorProcess]:
-    """An operator with its own settings (e.g. queue limits) in place of the session's one,
-    which is paused meanwhile and started again afterwards."""
+def session_operator_paused() -> Iterator[None]:
+    """No session operator acting meanwhile (if one runs, it is stopped and started again)."""
     paused = [proc for proc in SESSION_OPERATOR if proc.running]
     for proc in paused:
         proc.stop()
-    proc = OperatorProcess(cluster, Path(cluster["logs"]) / f"operator-{name}.log", extra_env=env)
-    proc.start()
     try:
-        yield proc
+        yield
     finally:
-        proc.stop()
-        for other in paused:
-            other.start()
+        for proc in paused:
+            proc.start()
+
+
+@contextlib.contextmanager
+def operator_with(cluster: dict[str, Any], name: str, **env: str) -> Iterator[OperatorProcess]:
+    """An operator with its own settings (e.g. queue limits) in place of the session's one,
+    which is paused meanwhile and started again afterwards."""
+    with session_operator_paused():
+        proc = OperatorProcess(
+            cluster, Path(cluster["logs"]) / f"operator-{name}.log", extra_env=env
+        )
+        proc.start()
+        try:
+            yield proc
+        finally:
+            proc.stop()

@@ -35,6 +35,9 @@ __all__ = [
 ]
 
 _FIELD_MANAGER = c.MANAGER
+# Ask the API server for metadata alone (what `kubectl get -o name` and client-go's
+# metadata informers use); plain JSON is the fallback the API server may answer with.
+_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -83,6 +86,31 @@ class Kube:
             res, namespace=namespace, chunk_size=page, labels=labels or None, fields=fields or None
         ):
             yield _plain(obj)
+
+    async def each_metadata(
+        self, res: Any, namespace: str, page: int = 500
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every object's metadata only (PartialObjectMetadataList), a page at a time: what
+        a check of names, UIDs and resourceVersions needs, without specs and statuses.
+        lightkube has no call for it, so its own request pipeline is used underneath."""
+        generic = self.client._client
+        token: str | None = None
+        while True:
+            request = generic.prepare_request(
+                "list",
+                res,
+                namespace=namespace,
+                params={"limit": page, "continue": token},
+                headers={"Accept": _METADATA_LIST},
+            )
+            response = await generic.send(generic.build_adapter_request(request))
+            generic.raise_for_status(response)
+            listing = response.json()
+            for item in listing.get("items") or []:
+                yield item.get("metadata") or {}
+            token = (listing.get("metadata") or {}).get("continue")
+            if not token:
+                return
 
     async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create ``obj``; a conflict is the caller's to handle (ApiError 409)."""

@@ -53,6 +53,48 @@ def test_update_status_shows_as_sub_status(
     assert final["phase"] == "DONE" and "subStatus" not in final
 
 
+SECRET_DELETED_PROGRAM = """
+import time
+from qiskit_serverless import save_result, update_status, Job
+assert update_status(Job.MAPPING)
+time.sleep(25)  # the test deletes the job's runtime Secret meanwhile
+assert update_status(Job.POST_PROCESSING), "the job endpoint refused the pod"
+save_result({"after": "secret deleted"})
+"""
+
+
+def test_a_deleted_runtime_secret_does_not_cut_the_pod_off(
+    api_client: client.ApiClient, cluster: dict, namespace: str, operator
+) -> None:
+    """The pod keeps the token it started with; the job endpoint checks it against the
+    digest in the job's status, so deleting the Secret under a running pod changes nothing."""
+    api = custom(api_client)
+    make_function(api, namespace, "keeps-on", {"main.py": SECRET_DELETED_PROGRAM})
+    make_job(api, namespace, "keep-1", "keeps-on")
+    wait_until(
+        lambda: (
+            (get_job(api, namespace, "keep-1").get("status") or {}).get("subStatus") == "MAPPING"
+        ),
+        timeout=180,
+        what="sub-status MAPPING",
+    )
+    status = get_job(api, namespace, "keep-1")["status"]
+    assert len(status["tokenSha256"]) == 64
+    client.CoreV1Api(api_client).delete_namespaced_secret(runtime_secret_name("keep-1"), namespace)
+    wait_until(
+        lambda: (
+            (get_job(api, namespace, "keep-1").get("status") or {}).get("subStatus")
+            == "POST_PROCESSING"
+            or get_job(api, namespace, "keep-1")["status"]["phase"] in ("DONE", "ERROR")
+        ),
+        timeout=120,
+        what="sub-status POST_PROCESSING after the Secret was deleted",
+    )
+    final = wait_job(api, namespace, "keep-1", {"DONE", "ERROR"}, timeout=120)["status"]
+    assert final["phase"] == "DONE", final
+    assert final["result"]["size"] > 0, final
+
+
 def _patch(url: str, token: str, value: str) -> int:
     request = urllib.request.Request(
         url,

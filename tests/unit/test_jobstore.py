@@ -76,3 +76,34 @@ def test_a_deletion_event_of_an_older_job_of_the_same_name_keeps_the_new_one() -
     store.seen(rec("a", uid="new"))
     store.gone("ns/a", "old")
     assert [r.uid for r in store.all()] == ["new"]
+
+
+def test_a_metadata_listing_names_the_jobs_whose_events_were_missed() -> None:
+    store = JobStore()
+    store.seen(rec("current", rv="5"))
+    store.seen(rec("stale", rv="5"))
+    store.seen(rec("replaced", rv="5"))  # deleted and made again under the same name
+    store.seen(rec("lost-deletion", rv="5"))
+    began = time.monotonic() + 1e-6
+    time.sleep(0.001)
+    store.seen(rec("moved-during-listing", rv="8"))
+    listed = [
+        ("ns/current", "uid-current", "5"),
+        ("ns/stale", "uid-stale", "6"),
+        ("ns/replaced", "uid-replaced-2", "7"),
+        ("ns/never-seen", "uid-never-seen", "3"),
+        ("ns/moved-during-listing", "uid-moved-during-listing", "7"),
+    ]
+    assert store.missed(listed, began) == ["ns/stale", "ns/replaced", "ns/never-seen"]
+    assert "ns/lost-deletion" not in store.records
+    assert store.written_since("ns/moved-during-listing", began)
+    assert not store.written_since("ns/stale", began)
+
+
+def test_only_events_tell_that_the_watch_is_alive() -> None:
+    store = JobStore()
+    store.seen(rec("read-by-the-safety-net"), event=False)
+    store.gone("ns/found-gone-by-a-listing", "uid-x", event=False)
+    assert store.last_event == float("-inf")
+    store.seen(rec("an-event"))
+    assert store.last_event > 0

@@ -152,7 +152,8 @@ async def admission_tick(body: kopf.Body, **_: Any) -> None:
 async def safety_net_tick(body: kopf.Body, **_: Any) -> None:
     if body["metadata"]["name"] != c.QUEUE_NAME:
         return
-    await scheduler.safety_net(await scheduler.job_records(), look_again=reconcile_job)
+    await scheduler.job_records()  # the store has merged a full listing first
+    await scheduler.safety_net(look_again=reconcile_job)
 
 
 @kopf.on.delete(c.GROUP, c.VERSION, c.JOB_PLURAL, backoff=RETRY)

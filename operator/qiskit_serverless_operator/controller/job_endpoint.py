@@ -79,25 +79,24 @@ async def _own_job(ctx: Context, request: web.Request) -> dict[str, Any]:
     namespace, name, token = _token(request)
     try:
         sj = await ctx.kube.get(ServerlessJob, name, namespace)
-        secret = None
-        if sj is not None:
-            # Where its pod runs: a provider's namespace for a catalog function.
-            where = jobspec.placement(sj)
-            secret = await ctx.kube.get(
-                Secret, jobspec.runtime_secret_name(where.base), where.namespace
-            )
+        digest = ((sj or {}).get("status") or {}).get("tokenSha256")
+        if sj is not None and not digest:
+            # Started by an operator before status.tokenSha256: the runtime Secret holds it.
+            digest = await _digest_from_secret(ctx, sj)
     except ApiError as exc:
         raise Refused(502, f"cannot read the job: {exc.status.message}") from exc
-    expected = ""
-    if secret is not None and sj is not None:
-        expected = base64.b64decode(
-            (secret.get("data") or {}).get(jobspec.GATEWAY_TOKEN_KEY, "")
-        ).decode()
-    if sj is None or not expected or not hmac.compare_digest(expected, token):
+    if sj is None or not digest or not hmac.compare_digest(digest, jobspec.token_digest(token)):
         raise Refused(403, "token does not match this job")
     if sj["metadata"]["uid"] != request.match_info["job_id"]:
         raise Refused(403, "token does not match this job")
     return sj
+
+
+async def _digest_from_secret(ctx: Context, sj: dict[str, Any]) -> str:
+    where = jobspec.placement(sj)  # a provider's namespace for a catalog function
+    secret = await ctx.kube.get(Secret, jobspec.runtime_secret_name(where.base), where.namespace)
+    token = base64.b64decode(((secret or {}).get("data") or {}).get(jobspec.GATEWAY_TOKEN_KEY, ""))
+    return jobspec.token_digest(token.decode()) if token else ""
 
 
 def _endpoint(

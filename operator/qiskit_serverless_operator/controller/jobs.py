@@ -191,7 +191,7 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
     listing = json.dumps(
         await job_endpoint.folder_listing(ctx, folders, min(lifetime, storage.MAX_URL_SECONDS))
     )
-    await ctx.kube.create_or_get(
+    runtime, _ = await ctx.kube.create_or_get(
         jobspec.runtime_secret(
             sj,
             result_url=ctx.store.presign_put(result_key, lifetime),
@@ -206,6 +206,17 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
             else None,
         )
     )
+    # The job endpoint checks the pod's token against this digest in the job's status, not
+    # against the Secret: the pod keeps its copy of a Secret deleted under it, and its calls
+    # keep working. Written before the pod can exist, from whichever Secret won (safe to
+    # repeat after a crash); the digest of a 256-bit random token gives nothing away.
+    digest = jobspec.token_digest(
+        base64.b64decode((runtime.get("data") or {}).get(jobspec.GATEWAY_TOKEN_KEY, "")).decode()
+    )
+    if (sj.get("status") or {}).get("tokenSha256") != digest:
+        await ctx.kube.patch_status(
+            ServerlessJob, meta["name"], meta["namespace"], {"tokenSha256": digest}
+        )
     await ctx.kube.create_or_get(
         jobspec.output_secret(
             sj,

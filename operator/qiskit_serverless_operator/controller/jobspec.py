@@ -60,6 +60,11 @@ def arguments_secret_name(sj_name: str) -> str:
 GATEWAY_TOKEN_KEY = "gateway-token"
 
 
+def token_digest(token: str) -> str:
+    """What the job's status keeps of its pod's token (status.tokenSha256)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 def runtime_secret_name(sj_name: str) -> str:
     return child_name("sj-rt", sj_name)
 

@@ -112,26 +112,33 @@ class JobStore:
     _written: dict[str, float] = field(default_factory=dict)
     _deleted: dict[str, float] = field(default_factory=dict)  # uid -> when deleted
     synced_at: float | None = None  # when the last merged listing began (monotonic)
+    last_event: float = float("-inf")  # when an event last wrote the store (monotonic)
 
     @property
     def primed(self) -> bool:
         return self.synced_at is not None
 
-    def seen(self, rec: JobRecord) -> None:
-        """An event: the job as it is now."""
+    def seen(self, rec: JobRecord, *, event: bool = True) -> None:
+        """The job as it is now: an event's, or (``event=False``) a read of the job's own."""
+        now = time.monotonic()
+        if event:
+            self.last_event = now
         if rec.uid and rec.uid in self._deleted:
             return  # a late event of a job already deleted
         self.records[rec.key] = rec
-        self._written[rec.key] = time.monotonic()
+        self._written[rec.key] = now
 
-    def gone(self, key: str, uid: str) -> None:
-        """A deletion event."""
+    def gone(self, key: str, uid: str, *, event: bool = True) -> None:
+        """A deletion: an event's, or (``event=False``) one a listing found."""
+        now = time.monotonic()
+        if event:
+            self.last_event = now
         current = self.records.get(key)
         if current is not None and (not uid or not current.uid or current.uid == uid):
             del self.records[key]
             self._written.pop(key, None)
         if uid:
-            self._deleted[uid] = time.monotonic()
+            self._deleted[uid] = now
 
     def merge_listing(self, listed: Iterable[JobRecord], began: float) -> None:
         """A full listing that began at ``began`` (monotonic), every page of it."""
@@ -149,6 +156,28 @@ class JobStore:
         cutoff = time.monotonic() - TOMBSTONE_SECONDS
         self._deleted = {uid: at for uid, at in self._deleted.items() if at >= cutoff}
         self.synced_at = began
+
+    def missed(self, listed: Iterable[tuple[str, str, str]], began: float) -> list[str]:
+        """The keys of jobs a metadata listing (key, uid, resourceVersion) that began at
+        ``began`` shows otherwise than the store, where no event has written the record
+        since: a job the watch never delivered, or a change it did not. A record the
+        listing no longer shows is dropped (its deletion event was lost)."""
+        keys, out = set(), []
+        for key, uid, version in listed:
+            keys.add(key)
+            if uid in self._deleted or self.written_since(key, began):
+                continue
+            rec = self.records.get(key)
+            if rec is None or rec.uid != uid or rec.resource_version != version:
+                out.append(key)
+        for key in [k for k in self.records if k not in keys]:
+            if self._written.get(key, float("-inf")) < began:
+                self.gone(key, self.records[key].uid, event=False)
+        return out
+
+    def written_since(self, key: str, since: float) -> bool:
+        """Whether an event has written the job's record since ``since`` (monotonic)."""
+        return self._written.get(key, float("-inf")) >= since
 
     def all(self) -> list[JobRecord]:
         return list(self.records.values())

@@ -46,6 +46,7 @@ MAX_STATUS_PATCHES_PER_TICK = 50
 # A waiting job's position is rewritten at most this often while its reason stays the same:
 # every admission moves every position, and each rewrite is an API write and a watch event.
 POSITION_REFRESH_SECONDS = 10.0
+POSITION_PATCHES_AT_ONCE = 8
 NODE_CAPACITY_TTL = 30.0
 _TERMINAL = {p.value for p in c.TERMINAL_JOB_PHASES}
 
@@ -244,6 +245,7 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
         )
 
     budget = MAX_STATUS_PATCHES_PER_TICK
+    moves: list[tuple[JobRecord, dict[str, Any]]] = []
     for key, (position, message) in sorted(plan.waiting.items(), key=lambda kv: kv[1][0]):
         if budget <= 0:
             break
@@ -263,8 +265,8 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
         if same_reason and rec.position is not None and now - last < POSITION_REFRESH_SECONDS:
             continue  # only the number moved: refresh it now and then, not every tick
         budget -= 1
-        if await _patch_job(ctx, rec, {"queuePosition": shown, "message": message}):
-            _memory.positions[key] = now
+        moves.append((rec, {"queuePosition": shown, "message": message}))
+    await _patch_many(ctx, moves, now)
 
     if started:
         outcomes = await asyncio.gather(
@@ -277,6 +279,21 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
 
     still_waiting = [r for r in waiting_records.values() if r.key in plan.waiting]
     await _write_summary(ctx, queue, [*running_records, *started], still_waiting, used, limits)
+
+
+async def _patch_many(
+    ctx: Context, moves: list[tuple[JobRecord, dict[str, Any]]], now: float
+) -> None:
+    """Waiting jobs' new positions, a few at a time: one after the other, 50 of them held
+    the tick (and so every admission) for seconds on a busy API server."""
+    limit = asyncio.Semaphore(POSITION_PATCHES_AT_ONCE)
+
+    async def move(rec: JobRecord, changes: dict[str, Any]) -> None:
+        async with limit:
+            if await _patch_job(ctx, rec, changes):
+                _memory.positions[rec.key] = now
+
+    await asyncio.gather(*(move(rec, changes) for rec, changes in moves))
 
 
 def _user_entry(users: dict[str, dict[str, Any]], user: str) -> dict[str, Any]:
@@ -337,19 +354,23 @@ async def _write_summary(
 
 SAFETY_NET_SECONDS = 30.0
 SAFETY_NET_CONCURRENCY = 10
+WATCH_QUIET_SECONDS = 10.0
+CATCH_UP_GRACE_SECONDS = 2.0
 
 
-async def safety_net(records: list[JobRecord], look_again: Reconcile) -> None:
+async def safety_net(look_again: Reconcile) -> None:
     """A missed watch event must not leave a job stuck: every 30 s (its own timer), look
     again at each job that is admitted, starting or running (from the store, so nothing more
-    per job is kept in memory)."""
+    per job is kept in memory), and at each job whose events the watch did not deliver."""
     memory.release()  # same cadence: hand back what a burst of events left behind
+    missed = set(await _catch_up(get_context()))
     # Admitted but not started (its start failed, say, on an API error) counts too.
     active = [
         r
-        for r in records
+        for r in store.all()
         if r.phase in (JobPhase.INITIALIZING, JobPhase.RUNNING)
         or (r.phase == JobPhase.QUEUED and r.reason == QueueReason.ADMITTED)
+        or (r.key in missed and r.phase not in _TERMINAL)
     ]
     if not active:
         return
@@ -363,3 +384,40 @@ async def safety_net(records: list[JobRecord], look_again: Reconcile) -> None:
                 log.debug("safety net: %s: %s", rec.key, exc)
 
     await asyncio.gather(*(look(r) for r in active))
+
+
+async def _catch_up(ctx: Context) -> list[str]:
+    """Bring the store level with the cluster where the watch fell behind; the keys of the
+    jobs it did. A ServerlessJob watch resumed right after an API server restart can stay
+    silent until its server timeout ends it (the new API server's watch cache for a kind
+    nothing has changed yet; kubernetes/kubernetes#91073): a job created meanwhile had no
+    record, so no admission, for five minutes. A metadata-only listing (names, UIDs and
+    resourceVersions; paginated) finds such jobs; each is read whole and recorded.
+
+    Only while the watch is quiet: with events arriving the stream is alive, and a record
+    behind the listing is kopf's backlog (a burst of thousands of jobs puts minutes of
+    events in its queues), not a miss; reading those jobs again would add to the load.
+    (With several watched namespaces, kopf watches each on its own stream; one stuck while
+    another delivers is not caught here.)"""
+    began = time.monotonic()
+    if began - store.last_event < WATCH_QUIET_SECONDS:
+        return []
+    listed = []
+    for namespace in watched_namespaces or ("*",):
+        async for meta in ctx.kube.each_metadata(ServerlessJob, namespace, LIST_PAGE):
+            key = f"{meta.get('namespace')}/{meta.get('name')}"
+            listed.append((key, meta.get("uid", ""), meta.get("resourceVersion", "")))
+    missed = store.missed(listed, began)
+    if missed:  # a watch a moment behind is no miss: give its events time to arrive
+        await asyncio.sleep(CATCH_UP_GRACE_SECONDS)
+    found = []
+    for key in (k for k in missed if not store.written_since(k, began)):
+        namespace, name = key.split("/", 1)
+        body = await ctx.kube.get(ServerlessJob, name, namespace)
+        if body is not None:
+            store.seen(record_of(body), event=False)
+            found.append(key)
+    if found:
+        shown = ", ".join(found[:5]) + (" ..." if len(found) > 5 else "")
+        log.warning("the watch missed %d jobs' latest events; recorded now: %s", len(found), shown)
+    return found
