@@ -67,32 +67,29 @@ async def measure(namespace: str, rounds: int) -> list[tuple[str, float, float, 
     set_context(Context(config=None, kube=Kube(), store=None))  # type: ignore[arg-type]
     scheduler.watched_namespaces = (namespace,)
     scheduler.store = JobStore()
-    rows = []
-    for i in range(rounds):
-        before, wall, cpu = rss_mib(), time.perf_counter(), time.process_time()
-        await scheduler.sync_store(scheduler.get_context())
-        rows.append(
-            (
-                f"full listing {i + 1}",
-                time.perf_counter() - wall,
-                time.process_time() - cpu,
-                rss_mib() - before,
-            )
-        )
-        memory.release()
-    for i in range(rounds):
-        before, wall, cpu = rss_mib(), time.perf_counter(), time.process_time()
-        missed = await scheduler._catch_up(scheduler.get_context())
+    ctx = scheduler.get_context()
+
+    async def listing() -> None:
+        await scheduler.sync_store(ctx)
+
+    async def catch_up() -> None:
+        missed = await scheduler._catch_up(ctx)
         assert missed == [], missed  # nothing changed: nothing may be reported missed
-        rows.append(
-            (
-                f"catch-up {i + 1}",
-                time.perf_counter() - wall,
-                time.process_time() - cpu,
-                rss_mib() - before,
+
+    rows = []
+    for label, step in (("full listing", listing), ("catch-up", catch_up)):
+        for i in range(rounds):
+            before, wall, cpu = rss_mib(), time.perf_counter(), time.process_time()
+            await step()
+            rows.append(
+                (
+                    f"{label} {i + 1}",
+                    time.perf_counter() - wall,
+                    time.process_time() - cpu,
+                    rss_mib() - before,
+                )
             )
-        )
-        memory.release()
+            memory.release()
     return rows
 
 
