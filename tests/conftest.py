@@ -15,7 +15,8 @@ import pytest
 
 from tests.kube import api_client, cluster, core, crds, namespace, operator  # noqa: F401
 
-_TIERS = ("unit", "integration", "e2e")
+# A folder of that name puts its tests in the tier (e2e/kueue is both e2e and kueue).
+_TIERS = ("unit", "integration", "e2e", "kueue")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -90,6 +90,8 @@ ANNOTATION_REFRESH_LINKS = f"{GROUP}/refresh-links"
 ANNOTATION_PROVIDER = f"{GROUP}/provider"
 # Kueue's contract: a job with this label is admitted by Kueue, not by the operator's queue.
 LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+# Kueue's WorkloadPriorityClass of a job: copied to the batch Job, where Kueue reads it.
+LABEL_KUEUE_PRIORITY_CLASS = "kueue.x-k8s.io/priority-class"
 
 
 def namespace_user(namespace: str) -> str:
@@ -104,6 +106,12 @@ class QueueReason(StrEnum):
     PENDING = "Pending"  # ready to run: waits for the operator's admission
     ADMITTED = "Admitted"  # admitted; its pod is being created
     KUEUE = "AdmissionByKueue"
+
+
+# The reason a started job shows while Kueue holds it again (it preempted it to make room for
+# a job of higher priority): the phase stays (phases never move backwards), the reason says
+# why nothing runs, and Kueue's next admission starts the program again in a new pod.
+REASON_EVICTED_BY_KUEUE = "EvictedByKueue"
 
 
 # How the admission loop treats a job the cluster has no room for (Kueue's names).

@@ -66,6 +66,9 @@ MODULES = (
     GoModule("pause", ("pause",), target="."),
 )
 
+# Add-ons: built only when a test tier that runs them asks (tests/cluster/addons/).
+KUEUE = GoModule("kueue", ("kueue",))
+
 
 def _go() -> str:
     go = shutil.which("go")
@@ -97,44 +100,59 @@ def _go_env() -> dict[str, str]:
     return env
 
 
-def build_all(paths: config.Paths) -> dict[str, Path]:
-    """Build (or find in the cache) every binary; return name → path."""
-    go = _go()
-    go_version = subprocess.run(
+def _go_version(go: str) -> str:
+    return subprocess.run(
         [go, "env", "GOVERSION"], check=True, capture_output=True, text=True
     ).stdout.strip()
+
+
+def build(paths: config.Paths, module: GoModule, go: str | None = None) -> Path:
+    """Build ``module`` (or find it in the cache); return the folder holding its binaries."""
+    go = go or _go()
+    go_version = _go_version(go)
+    out = paths.bin / f"{module.name}-{cache_key(module, go_version)}"
+    if (out / ".complete").exists():
+        return out
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    run_with_heartbeat(
+        [go, "build", "-trimpath", "-ldflags", module.ldflags, "-o", f"{tmp}/", module.target],
+        cwd=module.dir,
+        env=_go_env(),
+        what=f"go build {module.name} ({', '.join(module.binaries)})",
+        log=paths.cache / "logs" / f"gobuild-{module.name}.log",
+    )
+    for old, new in module.rename:
+        (tmp / old).rename(tmp / new)
+    missing = [b for b in module.binaries if not (tmp / b).exists()]
+    if missing:
+        raise RuntimeError(f"go build {module.name} did not produce {missing}")
+    (tmp / ".complete").write_text(go_version + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def module_source(module: GoModule, path: str) -> Path:
+    """Where the Go module cache holds ``path`` (a module ``module`` pins), after a build."""
+    out = subprocess.run(
+        [_go(), "list", "-m", "-f", "{{.Dir}}", path],
+        cwd=module.dir,
+        env=_go_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return Path(out.stdout.strip())
+
+
+def build_all(paths: config.Paths) -> dict[str, Path]:
+    """Build (or find in the cache) every binary the cluster itself needs; return name → path."""
+    go = _go()
     found: dict[str, Path] = {}
     for module in MODULES:
-        out = paths.bin / f"{module.name}-{cache_key(module, go_version)}"
-        done = out / ".complete"
-        if not done.exists():
-            tmp = out.with_name(out.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            run_with_heartbeat(
-                [
-                    go,
-                    "build",
-                    "-trimpath",
-                    "-ldflags",
-                    module.ldflags,
-                    "-o",
-                    f"{tmp}/",
-                    module.target,
-                ],
-                cwd=module.dir,
-                env=_go_env(),
-                what=f"go build {module.name} ({', '.join(module.binaries)})",
-                log=paths.cache / "logs" / f"gobuild-{module.name}.log",
-            )
-            for old, new in module.rename:
-                (tmp / old).rename(tmp / new)
-            missing = [b for b in module.binaries if not (tmp / b).exists()]
-            if missing:
-                raise RuntimeError(f"go build {module.name} did not produce {missing}")
-            (tmp / ".complete").write_text(go_version + "\n")
-            shutil.rmtree(out, ignore_errors=True)
-            tmp.rename(out)
+        out = build(paths, module, go)
         for binary in module.binaries:
             found[binary] = out / binary
     return found

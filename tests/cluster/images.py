@@ -65,9 +65,10 @@ def _file_digest(*parts: bytes) -> str:
     return digest.hexdigest()[:16]
 
 
-def binary_image(paths: config.Paths, name: str, binary: Path) -> Image:
-    """An image holding only ``/<binary name>``, its entrypoint."""
-    tag = _file_digest(name.encode(), binary.read_bytes())
+def binary_image(paths: config.Paths, name: str, binary: Path, user: str = "") -> Image:
+    """An image holding only ``/<binary name>``, its entrypoint, run as ``user`` if given
+    (``uid:gid``; a pod with runAsNonRoot refuses an image whose user is root)."""
+    tag = _file_digest(name.encode(), binary.read_bytes(), *([user.encode()] if user else []))
     layout = paths.cache / "images" / f"{name}-{tag}"
     if not (layout / ".complete").exists():
         shutil.rmtree(layout, ignore_errors=True)
@@ -77,7 +78,10 @@ def binary_image(paths: config.Paths, name: str, binary: Path) -> Image:
         target = bundle / "rootfs" / binary.name
         shutil.copy2(binary, target)
         target.chmod(0o755)
-        _umoci_finish(layout, tag, bundle, ["--config.entrypoint", f"/{binary.name}"])
+        config_args = ["--config.entrypoint", f"/{binary.name}"]
+        if user:
+            config_args += ["--config.user", user]
+        _umoci_finish(layout, tag, bundle, config_args)
         shutil.rmtree(bundle)
         (layout / ".complete").write_text(tag + "\n")
     return Image(name, tag, layout)

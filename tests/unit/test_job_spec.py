@@ -198,3 +198,28 @@ def test_a_prebuilt_image_gets_the_wrapper_from_an_init_container():
             "spec"
         ]["template"]["spec"]
     )
+
+
+def _labelled(**labels):
+    sj = _sj()
+    sj["metadata"]["labels"] = labels
+    return jobspec.batch_job(sj, _qf(), CFG, arguments_secret="a", arguments_key="k")
+
+
+def test_a_kueue_job_is_suspended_with_its_queue_and_priority_class():
+    job = _labelled(
+        **{c.LABEL_KUEUE_QUEUE: "team", c.LABEL_KUEUE_PRIORITY_CLASS: "high", "other": "x"}
+    )
+    assert job["spec"]["suspend"] is True
+    labels = job["metadata"]["labels"]
+    assert labels[c.LABEL_KUEUE_QUEUE] == "team"
+    assert labels[c.LABEL_KUEUE_PRIORITY_CLASS] == "high"
+    assert "other" not in labels
+    # Kueue's pod integration must not take the pod for a workload of its own.
+    assert c.LABEL_KUEUE_QUEUE not in job["spec"]["template"]["metadata"]["labels"]
+
+
+def test_a_priority_class_without_a_queue_is_not_kueues():
+    job = _labelled(**{c.LABEL_KUEUE_PRIORITY_CLASS: "high"})
+    assert job["spec"]["suspend"] is False
+    assert c.LABEL_KUEUE_PRIORITY_CLASS not in job["metadata"]["labels"]

@@ -542,7 +542,23 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
         sj = await ctx.kube.get(ServerlessJob, name, ns) or sj
 
     if (job.get("spec") or {}).get("suspend"):
-        # Created for Kueue and not admitted yet: no pod, nothing to observe.
+        # Created for Kueue and not admitted yet (no pod, nothing to observe), or admitted
+        # and then evicted by it (suspended again: the Job controller removes the pod).
+        if current in (JobPhase.INITIALIZING, JobPhase.RUNNING) and (
+            (sj.get("status") or {}).get("reason") != c.REASON_EVICTED_BY_KUEUE
+        ):
+            await _write_status(
+                ctx,
+                sj,
+                {
+                    "phase": current,
+                    "reason": c.REASON_EVICTED_BY_KUEUE,
+                    "message": "Kueue suspended the job again (preempted or evicted); it runs "
+                    f"again from the start when Kueue admits it (LocalQueue "
+                    f"{jobspec.kueue_queue_name(sj)})",
+                    "pod": None,
+                },
+            )
         return
     pods = await _pods(ctx, sj)
     pod = max(pods, key=lambda p: p["metadata"]["creationTimestamp"]) if pods else None

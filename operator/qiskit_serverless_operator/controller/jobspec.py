@@ -371,7 +371,7 @@ def batch_job(
         env.append(inject["env"])
 
     kueue_queue = kueue_queue_name(sj)
-    job_labels = {**labels, c.LABEL_KUEUE_QUEUE: kueue_queue} if kueue_queue else labels
+    job_labels = {**labels, **kueue_labels(sj)}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -462,6 +462,15 @@ def wrapper_injection(runtime_image: str) -> dict[str, Any]:
 def kueue_queue_name(sj: dict[str, Any]) -> str | None:
     """The Kueue LocalQueue that admits this job, or None for the operator's own queue."""
     return (sj["metadata"].get("labels") or {}).get(c.LABEL_KUEUE_QUEUE) or None
+
+
+def kueue_labels(sj: dict[str, Any]) -> dict[str, str]:
+    """What Kueue reads on the batch Job: the queue's name and, if set, the priority class."""
+    labels = sj["metadata"].get("labels") or {}
+    if not labels.get(c.LABEL_KUEUE_QUEUE):
+        return {}
+    keys = (c.LABEL_KUEUE_QUEUE, c.LABEL_KUEUE_PRIORITY_CLASS)
+    return {key: labels[key] for key in keys if labels.get(key)}
 
 
 def job_user(sj: dict[str, Any]) -> str:
