@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
-from kubernetes import client
+from kubernetes import client, watch
 
 from qiskit_serverless_operator import constants as c
 from tests.kube import wait_until
@@ -118,3 +119,28 @@ def wait_error(
     status = wait_job(api, namespace, name, TERMINAL, timeout=timeout)["status"]
     assert status["phase"] == "ERROR", status
     return status
+
+
+class BuildJobCounter:
+    """Counts build Jobs created in a namespace, even ones deleted right after success."""
+
+    def __init__(self, batch: client.BatchV1Api, namespace: str) -> None:
+        self.names: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(batch, namespace), daemon=True)
+        self._thread.start()
+        time.sleep(1)
+
+    def _run(self, batch: client.BatchV1Api, namespace: str) -> None:
+        while not self._stop.is_set():
+            for event in watch.Watch().stream(
+                batch.list_namespaced_job,
+                namespace,
+                label_selector=c.LABEL_BUILD,
+                timeout_seconds=3,
+            ):
+                self.names.add(event["object"].metadata.name)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

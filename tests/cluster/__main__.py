@@ -1,5 +1,5 @@
 """python -m tests.cluster up|down|status|env|install|uninstall|operator-start|operator-stop|
-gateway-env"""
+gateway-env|build-addons"""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="build what is missing, start everything, wait until ready")
     sub.add_parser("down", help="stop every process `up` started and remove the cluster state")
+    sub.add_parser(
+        "build-addons",
+        help="build (or find in the cache) Kueue and Argo CD, which the kueue and gitops "
+        "test tiers run",
+    )
     sub.add_parser("status", help="a table of the components (exit 1 if any is stopped)")
     sub.add_parser("env", help="shell exports for KUBECONFIG, PATH, registry and S3")
     sub.add_parser(
@@ -47,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "status":
         return cluster.status(paths)
+    if args.command == "build-addons":
+        from . import gobuild
+
+        for module in gobuild.ADDONS:
+            gobuild.build(paths, module)
+        return 0
     if args.command == "gateway-env":
         from . import install
 

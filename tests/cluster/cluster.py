@@ -39,8 +39,8 @@ def _installed(package: str) -> bool:
     return result.returncode == 0 and "install ok installed" in result.stdout
 
 
-def ensure_packages(paths: Paths) -> str:
-    missing = [p for p in config.APT_PACKAGES if not _installed(p)]
+def ensure_packages(paths: Paths, packages: tuple[str, ...] = config.APT_PACKAGES) -> str:
+    missing = [p for p in packages if not _installed(p)]
     if not missing:
         return "all present"
     say(f"installing Debian packages: {' '.join(missing)}")

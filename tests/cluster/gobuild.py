@@ -7,6 +7,7 @@ so a warm run finds every binary and compiles nothing.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -66,8 +67,11 @@ MODULES = (
     GoModule("pause", ("pause",), target="."),
 )
 
-# Add-ons: built only when a test tier that runs them asks (tests/cluster/addons/).
+# Add-ons: built only for the test tiers that run them (tests/cluster/kueue.py, argocd.py);
+# scripts/test builds them in the background while the other tiers run.
 KUEUE = GoModule("kueue", ("kueue",))
+ARGOCD = GoModule("argocd", ("argocd",), target=".")
+ADDONS = (KUEUE, ARGOCD)
 
 
 def _go() -> str:
@@ -113,6 +117,17 @@ def build(paths: config.Paths, module: GoModule, go: str | None = None) -> Path:
     out = paths.bin / f"{module.name}-{cache_key(module, go_version)}"
     if (out / ".complete").exists():
         return out
+    paths.bin.mkdir(parents=True, exist_ok=True)
+    # One build at a time per module: a test waits for the build scripts/test started
+    # in the background instead of starting a second one.
+    with (paths.bin / f".{module.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / ".complete").exists():
+            _build(paths, module, go, go_version, out)
+    return out
+
+
+def _build(paths: config.Paths, module: GoModule, go: str, go_version: str, out: Path) -> None:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -131,7 +146,6 @@ def build(paths: config.Paths, module: GoModule, go: str | None = None) -> Path:
     (tmp / ".complete").write_text(go_version + "\n")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    return out
 
 
 def module_source(module: GoModule, path: str) -> Path:

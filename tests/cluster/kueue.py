@@ -130,3 +130,20 @@ def install(paths: Paths, timeout: float = 300) -> None:
             raise RuntimeError("Kueue's webhooks did not answer")
         time.sleep(2)
     say("Kueue is running and its webhooks answer")
+
+
+def pause(paths: Paths) -> None:
+    """Stop Kueue and remove its webhook configurations, keeping its CRDs and objects: the
+    other tiers get the node's CPU back (Kueue requests 500m), and no webhook of a stopped
+    Kueue refuses anything. ``install`` brings all of it back."""
+    kubectl(
+        paths, "-n", NAMESPACE, "scale", f"deployment/{DEPLOYMENT}", "--replicas=0", check=False
+    )
+    kubectl(
+        paths,
+        "delete",
+        "--ignore-not-found",
+        "mutatingwebhookconfiguration/kueue-mutating-webhook-configuration",
+        "validatingwebhookconfiguration/kueue-validating-webhook-configuration",
+        check=False,
+    )

@@ -1,6 +1,6 @@
 """The admission queue on the real cluster: fair share between two authenticated users, the
-limits, the reasons shown while jobs wait, an operator restart in the middle, and Kueue's
-contract (a suspended batch Job that Kueue, here the test, admits)."""
+limits, the reasons shown while jobs wait, and an operator restart in the middle.
+The real Kueue admits jobs in tests/e2e/kueue."""
 
 from __future__ import annotations
 
@@ -233,58 +233,6 @@ def test_a_job_naming_someone_else_as_submitter_is_refused(
         assert exc.status == 403 and "cannot be added, changed or removed" in exc.body
     else:
         raise AssertionError("the submitter annotation was added after creation")
-
-
-def test_kueue_contract_suspended_batch_job_admitted_by_kueue(
-    api_client: client.ApiClient, namespace: str, operator
-) -> None:
-    """Kueue is not run here; this plays its part: it finds a suspended batch Job carrying
-    the queue-name label and admits it by setting suspend to false."""
-    api = custom(api_client)
-    batch = client.BatchV1Api(api_client)
-    make_function(api, namespace, "sleepy", {"main.py": SLEEPY})
-    wait_function_phase(api, namespace, "sleepy", "Ready")
-    api.create_namespaced_custom_object(
-        c.GROUP,
-        c.VERSION,
-        namespace,
-        c.JOB_PLURAL,
-        {
-            "apiVersion": c.API_VERSION,
-            "kind": c.JOB_KIND,
-            "metadata": {"name": "kueued", "labels": {c.LABEL_KUEUE_QUEUE: "team-queue"}},
-            "spec": {"function": "sleepy", "arguments": {"inline": {"seconds": 1}}},
-        },
-    )
-    job = wait_until(
-        lambda: _batch_job(batch, namespace, "sj-kueued"), timeout=60, what="the batch Job"
-    )
-    assert job.spec.suspend is True
-    assert job.metadata.labels[c.LABEL_KUEUE_QUEUE] == "team-queue"
-    time.sleep(3)  # suspended: no pod, and the job stays QUEUED saying it waits for Kueue
-    status = get_job(api, namespace, "kueued")["status"]
-    assert status["phase"] == "QUEUED" and status["reason"] == "AdmissionByKueue", status
-    assert "LocalQueue team-queue" in status["message"]
-    assert (
-        not client.CoreV1Api(api_client)
-        .list_namespaced_pod(namespace, label_selector=f"{c.LABEL_JOB}=kueued")
-        .items
-    )
-    batch.patch_namespaced_job("sj-kueued", namespace, {"spec": {"suspend": False}})
-    wait_until(
-        lambda: get_job(api, namespace, "kueued")["status"]["phase"] == "DONE",
-        timeout=180,
-        what="the Kueue-admitted job DONE",
-    )
-
-
-def _batch_job(batch: client.BatchV1Api, namespace: str, name: str):
-    try:
-        return batch.read_namespaced_job(name, namespace)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
 
 
 def test_a_job_bigger_than_the_capacity_fails_fast_with_the_reason(

@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
-from kubernetes import client, watch
+from kubernetes import client
 from qiskit_serverless import QiskitFunction
 from qiskit_serverless.exception import QiskitServerlessException
 
 from qiskit_serverless_operator import KubernetesClient
-from qiskit_serverless_operator import constants as c
+from tests.serverless import BuildJobCounter
 
 PROGRAM = """
 import tabulate
@@ -20,31 +20,6 @@ from qiskit_serverless import save_result
 print(tabulate.tabulate([["a", 1]], headers=["k", "v"]))
 save_result({"version": tabulate.__version__, "marker": MARKER})
 """
-
-
-class BuildJobCounter:
-    """Counts build Jobs created in a namespace, even ones deleted right after success."""
-
-    def __init__(self, batch: client.BatchV1Api, namespace: str) -> None:
-        self.names: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(batch, namespace), daemon=True)
-        self._thread.start()
-        time.sleep(1)
-
-    def _run(self, batch: client.BatchV1Api, namespace: str) -> None:
-        while not self._stop.is_set():
-            for event in watch.Watch().stream(
-                batch.list_namespaced_job,
-                namespace,
-                label_selector=c.LABEL_BUILD,
-                timeout_seconds=3,
-            ):
-                self.names.add(event["object"].metadata.name)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 def _finish(job, timeout: float = 180) -> str:

@@ -187,17 +187,9 @@ async def _job(
     if sj is None and providers_too:
         sj = await gw.job("*", job_id)
         qf = await gw.job_function(sj) if sj is not None else None
-        if qf is None or sj is None or not sj["spec"].get("provider"):
+        a_providers = qf is not None and sj is not None and sj["spec"].get("provider")
+        if not a_providers or not await _may_change(gw, caller, qf):
             sj = None
-        else:
-            ok, _ = await gw.authority.allowed(
-                caller,
-                "update",
-                "qiskitfunctions",
-                name=qf["metadata"]["name"],
-                namespace=qf["metadata"]["namespace"],
-            )
-            sj = sj if ok else None
     if sj is None:
         raise job_not_found(job_id)
     return gw, caller, sj
@@ -266,6 +258,18 @@ async def _log_text(gw: Gateway, sj: dict[str, Any], provider_side: bool = False
     return (data or b"")[-gw.config.max_log_bytes :].decode(errors="replace")
 
 
+async def _may_change(gw: Gateway, caller: Caller, qf: dict[str, Any]) -> bool:
+    """Whether the caller may update the function: what makes a provider of it here."""
+    ok, _ = await gw.authority.allowed(
+        caller,
+        "update",
+        "qiskitfunctions",
+        name=qf["metadata"]["name"],
+        namespace=qf["metadata"]["namespace"],
+    )
+    return ok
+
+
 async def _provider_function(gw: Gateway, caller: Caller, sj: dict[str, Any]) -> dict | None:
     qf = await gw.job_function(sj)
     return qf if qf is not None and qf["spec"].get("provider") else None
@@ -289,14 +293,7 @@ async def provider_logs(request: web.Request) -> web.Response:
     qf = await _provider_function(gw, caller, sj)
     if qf is None:
         raise forbidden(f"You don't have access to job [{job_id}]: it is not a provider's function")
-    ok, _ = await gw.authority.allowed(
-        caller,
-        "update",
-        "qiskitfunctions",
-        name=qf["metadata"]["name"],
-        namespace=qf["metadata"]["namespace"],
-    )
-    if not ok:
+    if not await _may_change(gw, caller, qf):
         raise forbidden(
             f"You don't have access to job [{job_id}]: provider logs are for who may change "
             f"the function {qf['spec']['provider']}/{qf['spec']['title']}"

@@ -1,8 +1,9 @@
 """The Kueue tier: real Kueue (tests/cluster/kueue.py), installed once for these tests and
-left running (its webhooks only see namespaces these tests label, so it is in nobody's way)."""
+paused after them (its webhooks only ever see namespaces these tests label)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,5 +13,10 @@ from tests.cluster.config import Paths
 
 
 @pytest.fixture(scope="package")
-def kueue(cluster: dict[str, Any]) -> None:
-    kueue_install.install(Paths.from_env())
+def kueue(cluster: dict[str, Any]) -> Iterator[None]:
+    paths = Paths.from_env()
+    kueue_install.install(paths)
+    try:
+        yield
+    finally:
+        kueue_install.pause(paths)

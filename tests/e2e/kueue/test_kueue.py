@@ -101,8 +101,24 @@ def local_queue(
     try:
         yield "team", cluster_queue
     finally:
-        # Kueue's finalizer holds the ClusterQueue until no admitted workload remains.
+        # Kueue's finalizer holds the ClusterQueue until no admitted workload remains: wait,
+        # while Kueue still runs to remove it.
         api.delete_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", cluster_queue)
+        wait_until(
+            lambda: not _exists(api, "clusterqueues", cluster_queue),
+            timeout=60,
+            what=f"ClusterQueue {cluster_queue} deleted",
+        )
+
+
+def _exists(api: client.CustomObjectsApi, plural: str, name: str) -> bool:
+    try:
+        api.get_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, plural, name)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
 
 
 def _submit(
