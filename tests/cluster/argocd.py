@@ -107,6 +107,21 @@ def settings(rendered_argocd: str) -> list[dict[str, Any]]:
     ]
 
 
+def _wait_established(paths: Paths, name: str, timeout: float = 60) -> None:
+    # Not `kubectl wait --for=condition=Established`: on a CRD just created it fails at
+    # once, before the apiserver has written any condition.
+    deadline = time.monotonic() + timeout
+    while True:
+        out = kubectl(paths, "get", "crd", name, "-o", "json", check=False)
+        body = json.loads(out.stdout) if out.returncode == 0 else {}
+        conditions = (body.get("status") or {}).get("conditions") or []
+        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"CRD {name} not Established after {timeout:.0f} s")
+        time.sleep(0.5)
+
+
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
@@ -138,17 +153,7 @@ def start(paths: Paths) -> None:
     ]
     _apply(paths, crds, "applying Argo CD's CRDs")
     for crd in crds:
-        _check(
-            kubectl(
-                paths,
-                "wait",
-                "--for=condition=Established",
-                f"crd/{crd['metadata']['name']}",
-                "--timeout=60s",
-                check=False,
-            ),
-            f"waiting for {crd['metadata']['name']}",
-        )
+        _wait_established(paths, crd["metadata"]["name"])
     rendered = _check(
         kubectl(paths, "kustomize", str(config.REPO_ROOT / "manifests" / "argocd"), check=False),
         "kubectl kustomize manifests/argocd",
