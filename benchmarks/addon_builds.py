@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+# The repository's tests package, not the one a dependency puts in site-packages.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.cluster import gobuild
 from tests.cluster.config import Paths
