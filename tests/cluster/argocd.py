@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from . import config, gobuild, procs
-from .cluster import ensure_packages, kubectl
+from .cluster import apply_docs, ensure_packages, kubectl
 from .config import Paths
 from .progress import say
 
@@ -54,22 +54,6 @@ def _check(out: subprocess.CompletedProcess[str], what: str) -> str:
     if out.returncode != 0:
         raise RuntimeError(f"{what} failed: {out.stderr.strip() or out.stdout.strip()}")
     return out.stdout
-
-
-def _apply(paths: Paths, docs: list[dict[str, Any]], what: str) -> None:
-    _check(
-        kubectl(
-            paths,
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            "-",
-            input="\n---\n".join(yaml.safe_dump(d) for d in docs),
-            check=False,
-        ),
-        what,
-    )
 
 
 def settings(rendered_argocd: str) -> list[dict[str, Any]]:
@@ -151,14 +135,14 @@ def start(paths: Paths) -> None:
         for d in yaml.safe_load_all((source / "manifests" / "crds" / name).read_text())
         if d
     ]
-    _apply(paths, crds, "applying Argo CD's CRDs")
+    apply_docs(paths, crds, "applying Argo CD's CRDs")
     for crd in crds:
         _wait_established(paths, crd["metadata"]["name"])
     rendered = _check(
         kubectl(paths, "kustomize", str(config.REPO_ROOT / "manifests" / "argocd"), check=False),
         "kubectl kustomize manifests/argocd",
     )
-    _apply(paths, settings(rendered), "applying Argo CD's settings")
+    apply_docs(paths, settings(rendered), "applying Argo CD's settings")
 
     root = git_root(paths)
     root.mkdir(parents=True, exist_ok=True)

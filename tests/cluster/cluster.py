@@ -206,6 +206,22 @@ def kubectl(
     )
 
 
+def apply_docs(paths: Paths, docs: list[dict], what: str) -> None:
+    """Server-side apply of ``docs`` (CRDs are too big for client-side apply's annotation)."""
+    out = kubectl(
+        paths,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "-",
+        input="\n---\n".join(yaml.safe_dump(d) for d in docs),
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{what} failed: {out.stderr.strip() or out.stdout.strip()}")
+
+
 def _node_ready(paths: Paths) -> bool:
     out = kubectl(paths, "get", "node", config.NODE_NAME, "-o", "json", check=False)
     if out.returncode != 0:

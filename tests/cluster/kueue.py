@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from . import gobuild, images
-from .cluster import kubectl
+from .cluster import apply_docs, kubectl
 from .config import Paths
 from .progress import say
 
@@ -97,18 +97,7 @@ def install(paths: Paths, timeout: float = 300) -> None:
     ).stdout
     docs = manifests(rendered, image.ref)
     say(f"installing Kueue {VERSION} ({image.ref})")
-    applied = kubectl(
-        paths,
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        "-",
-        input="\n---\n".join(yaml.safe_dump(d) for d in docs),
-        check=False,
-    )
-    if applied.returncode != 0:
-        raise RuntimeError(f"applying Kueue's manifests failed: {applied.stderr.strip()}")
+    apply_docs(paths, docs, "applying Kueue's manifests")
     rollout = kubectl(
         paths,
         "-n",
