@@ -40,13 +40,19 @@ def make_function(
 
 
 def make_job(
-    api: client.CustomObjectsApi, namespace: str, name: str, function: str, **spec: Any
+    api: client.CustomObjectsApi,
+    namespace: str,
+    name: str,
+    function: str,
+    *,
+    labels: dict[str, str] | None = None,
+    **spec: Any,
 ) -> dict[str, Any]:
     spec.setdefault("resources", {"requests": {"cpu": "50m", "memory": "256Mi"}})
     body = {
         "apiVersion": c.API_VERSION,
         "kind": c.JOB_KIND,
-        "metadata": {"name": name},
+        "metadata": {"name": name, **({"labels": labels} if labels else {})},
         "spec": {"function": function, **spec},
     }
     return api.create_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.JOB_PLURAL, body)

@@ -8,6 +8,7 @@ so a warm run finds every binary and compiles nothing.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
@@ -104,6 +105,7 @@ def _go_env() -> dict[str, str]:
     return env
 
 
+@functools.cache
 def _go_version(go: str) -> str:
     return subprocess.run(
         [go, "env", "GOVERSION"], check=True, capture_output=True, text=True

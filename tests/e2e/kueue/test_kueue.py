@@ -15,7 +15,7 @@ from kubernetes import client
 from qiskit_serverless_operator import constants as c
 from tests.cluster import kueue as kueue_install
 from tests.kube import wait_until
-from tests.serverless import custom, get_job, make_function, wait_function_phase
+from tests.serverless import custom, get_job, make_function, make_job, wait_function_phase
 
 KUEUE_GROUP = "kueue.x-k8s.io"
 KUEUE_VERSION = "v1beta2"
@@ -132,21 +132,14 @@ def _submit(
     labels = {c.LABEL_KUEUE_QUEUE: queue}
     if priority_class:
         labels[c.LABEL_KUEUE_PRIORITY_CLASS] = priority_class
-    api.create_namespaced_custom_object(
-        c.GROUP,
-        c.VERSION,
+    make_job(
+        api,
         namespace,
-        c.JOB_PLURAL,
-        {
-            "apiVersion": c.API_VERSION,
-            "kind": c.JOB_KIND,
-            "metadata": {"name": name, "labels": labels},
-            "spec": {
-                "function": "sleepy",
-                "arguments": {"inline": {"seconds": seconds}},
-                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
-            },
-        },
+        name,
+        "sleepy",
+        labels=labels,
+        arguments={"inline": {"seconds": seconds}},
+        resources={"requests": {"cpu": "100m", "memory": "256Mi"}},
     )
 
 
