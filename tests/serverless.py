@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import defaultdict
 from typing import Any
 
 import boto3
@@ -150,3 +151,32 @@ class BuildJobCounter:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+
+class JobPodCounter(threading.Thread):
+    """Every pod of every job in the namespace, by UID, from a watch (a job's pods are gone
+    by the end: the TTL removes them)."""
+
+    def __init__(self, core: client.CoreV1Api, namespace: str) -> None:
+        super().__init__(daemon=True)
+        self.core, self.namespace = core, namespace
+        self.pods: dict[str, set[str]] = defaultdict(set)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                for event in watch.Watch().stream(
+                    self.core.list_namespaced_pod,
+                    self.namespace,
+                    label_selector=c.LABEL_JOB,
+                    timeout_seconds=30,
+                ):
+                    pod = event["object"]
+                    job = (pod.metadata.labels or {}).get(c.LABEL_JOB)
+                    if job:
+                        self.pods[job].add(pod.metadata.uid)
+                    if self.stop.is_set():
+                        return
+            except Exception:  # the API server restarting under the watch: watch again
+                time.sleep(1)

@@ -113,6 +113,11 @@ class QueueReason(StrEnum):
 # why nothing runs, and Kueue's next admission starts the program again in a new pod.
 REASON_EVICTED_BY_KUEUE = "EvictedByKueue"
 
+# A pod whose container the runtime failed to start (the program never ran) is replaced by a
+# new batch Job at most this many times; the job's status counts them (startRetries).
+REASON_START_RETRY = "PodStartRetry"
+MAX_START_RETRIES = 2
+
 
 # How the admission loop treats a job the cluster has no room for (Kueue's names).
 class QueueingStrategy(StrEnum):

@@ -83,3 +83,25 @@ def test_a_pod_deleted_by_hand_or_lost_is_an_explained_error():
     # A finished job whose pod the TTL removes stays what it was.
     done = observe(_job({"type": "Complete"}), pod)
     assert done.phase == JobPhase.DONE
+
+
+def test_a_container_the_runtime_never_started_is_marked_for_a_new_pod():
+    # containerd's words when the kubelet restarted in the middle of starting the container.
+    start_error = {
+        "terminated": {
+            "exitCode": 128,
+            "reason": "StartError",
+            "message": "failed to start containerd task: context canceled",
+        }
+    }
+    failed = observe(_job({"type": "Failed"}), _pod(start_error))
+    assert failed.never_started and failed.reason == "PodStartFailed"
+    assert "'main'" in failed.message and "context canceled" in failed.message
+    # Before the Job controller's verdict, too; and in the wrapper's init container.
+    assert observe(_job(), _pod(start_error)).never_started
+    init = {"status": {"initContainerStatuses": [{"name": "wrapper", "state": start_error}]}}
+    assert observe(_job({"type": "Failed"}), init).never_started
+    # The program's own exit code 128 is its failure, not a start failure.
+    own = _pod({"terminated": {"exitCode": 128, "reason": "Error"}})
+    program = observe(_job({"type": "Failed"}), own)
+    assert not program.never_started and program.reason == "ProgramFailed"

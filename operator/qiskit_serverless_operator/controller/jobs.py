@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import time
+from dataclasses import replace
 from typing import Any
 
 import kopf
@@ -246,6 +247,11 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
         ) from exc
 
 
+def _owned_by(pod: dict[str, Any], job: dict[str, Any]) -> bool:
+    uid = job["metadata"]["uid"]
+    return any(o.get("uid") == uid for o in pod["metadata"].get("ownerReferences") or [])
+
+
 async def _pods(ctx: Context, sj: dict[str, Any]) -> list[dict[str, Any]]:
     """The job's pods, in its namespace or a provider's (found by the job's labels)."""
     where = jobspec.placement(sj)
@@ -439,7 +445,9 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
             )
             await _write_status(ctx, sj, await _finish(ctx, sj, obs, None))
             return
-        if active:
+        # The operator removed a batch Job whose pod never started (below): make it again.
+        retrying = active and status.get("reason") == c.REASON_START_RETRY
+        if active and not retrying:
             await _write_status(
                 ctx,
                 sj,
@@ -481,7 +489,7 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
                     f"function {spec['function']!r} is Failed: "
                     f"{(qf.get('status') or {}).get('message', '')}",
                 )
-            if fphase != c.FunctionPhase.READY:
+            if fphase != c.FunctionPhase.READY and not retrying:
                 await _write_status(
                     ctx,
                     sj,
@@ -498,7 +506,11 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
                 await check_run_right(ctx, sj, qf)
                 await check_arguments(ctx, sj, qf)
             kueue_queue = jobspec.kueue_queue_name(sj)
-            if not kueue_queue and not status.get("admittedAt"):
+            if retrying:
+                # Admitted before; the new batch Job is the old one's twin (for Kueue, a
+                # suspended one that Kueue admits again).
+                pass
+            elif not kueue_queue and not status.get("admittedAt"):
                 # Ready to run: the admission queue (scheduler.py) decides when.
                 requests = jobspec.resources(sj, qf, ctx.config).get("requests") or {}
                 changes: dict[str, Any] = {
@@ -511,7 +523,7 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
                     changes["message"] = "waiting for admission"
                 await _write_status(ctx, sj, changes)
                 return
-            if kueue_queue and status.get("reason") != QueueReason.KUEUE:
+            elif kueue_queue and status.get("reason") != QueueReason.KUEUE:
                 await _write_status(
                     ctx,
                     sj,
@@ -560,9 +572,36 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
                 },
             )
         return
-    pods = await _pods(ctx, sj)
+    if job["metadata"]["uid"] == (sj.get("status") or {}).get("retriedJob"):
+        # Given up on below; wait until it is gone to make its replacement.
+        if not job["metadata"].get("deletionTimestamp"):
+            await ctx.kube.delete(Job, job_name, where.namespace)
+        raise kopf.TemporaryError("the batch Job being replaced is not gone yet", delay=1)
+    # Only this batch Job's pods: a replaced one's failed pod may linger until collected.
+    pods = [p for p in await _pods(ctx, sj) if _owned_by(p, job)]
     pod = max(pods, key=lambda p: p["metadata"]["creationTimestamp"]) if pods else None
     obs = observe(job, pod, jobspec.timeout_seconds(sj, ctx.config))
+    if obs.never_started:
+        retries = int((sj.get("status") or {}).get("startRetries") or 0)
+        if retries < c.MAX_START_RETRIES:
+            # Status first, then the delete: after a crash in between, retriedJob says this
+            # Job was already counted.
+            await _write_status(
+                ctx,
+                sj,
+                {
+                    "phase": advance(current, JobPhase.INITIALIZING).value,
+                    "reason": c.REASON_START_RETRY,
+                    "message": f"{obs.message}; starting it again in a new pod (retry "
+                    f"{retries + 1} of {c.MAX_START_RETRIES})",
+                    "startRetries": retries + 1,
+                    "retriedJob": job["metadata"]["uid"],
+                    "pod": None,
+                },
+            )
+            await ctx.kube.delete(Job, job_name, where.namespace)
+            raise kopf.TemporaryError("replacing a batch Job whose pod never started", delay=1)
+        obs = replace(obs, message=f"{obs.message} (after {retries} new pods)")
     phase = advance(current, obs.phase)
     changes: dict[str, Any] = {"phase": phase.value}
     if not (sj.get("status") or {}).get("startTime"):

@@ -22,6 +22,12 @@ _FATAL_WAITING = {
 }
 
 
+# Terminated reasons of a container the runtime failed to start: the program never ran
+# (containerd reports exit code 128, "StartError", e.g. when the kubelet restarts in the middle
+# of starting it), so a new pod is safe; any other exit code is the program's own.
+_NEVER_STARTED = frozenset({"StartError", "ContainerCannotRun"})
+
+
 @dataclass(frozen=True)
 class Observation:
     phase: JobPhase
@@ -30,6 +36,8 @@ class Observation:
     exit_code: int | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    # The pod failed before the program ran: the operator may start the job in a new pod.
+    never_started: bool = False
 
 
 def _conditions(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -50,6 +58,18 @@ def _main_container(pod: dict[str, Any] | None) -> dict[str, Any]:
     return {}
 
 
+def _start_failure(pod: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The terminated state of a container (init or main) the runtime failed to start."""
+    status = (pod or {}).get("status") or {}
+    for container in (status.get("initContainerStatuses") or []) + (
+        status.get("containerStatuses") or []
+    ):
+        terminated = (container.get("state") or {}).get("terminated") or {}
+        if terminated.get("reason") in _NEVER_STARTED:
+            return {"container": container.get("name"), **terminated}
+    return None
+
+
 def observe(
     job: dict[str, Any] | None, pod: dict[str, Any] | None, timeout_seconds: int | None = None
 ) -> Observation:
@@ -62,6 +82,18 @@ def observe(
     exit_code = terminated.get("exitCode")
     finished_at = terminated.get("finishedAt") or (job.get("status") or {}).get("completionTime")
 
+    start_failure = _start_failure(pod)
+    if start_failure is not None:
+        detail = start_failure.get("message") or start_failure["reason"]
+        return Observation(
+            JobPhase.ERROR,
+            "PodStartFailed",
+            f"the container runtime could not start the job's container "
+            f"{start_failure['container']!r}, so the program never ran: {detail}",
+            start_failure.get("exitCode"),
+            finished_at=finished_at,
+            never_started=True,
+        )
     if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
         return Observation(
             JobPhase.DONE,
