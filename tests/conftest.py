@@ -16,12 +16,13 @@ import pytest
 from tests.kube import api_client, cluster, core, crds, namespace, operator  # noqa: F401
 
 # A folder of that name puts its tests in the tier (e2e/kueue is both e2e and kueue).
-_TIERS = ("unit", "integration", "e2e", "kueue", "gitops")
+_TIERS = ("unit", "integration", "e2e", "kueue", "gitops", "multinode")
 
 
 # Tiers that run a component built for them (Kueue, Argo CD) go last: scripts/test builds
-# those in the background while the other tiers run.
-_LAST = ("kueue", "gitops")
+# those in the background while the other tiers run. The multi-node tier is the very last:
+# every other test expects the one node.
+_LAST = ("kueue", "gitops", "multinode")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,4 +31,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for tier in _TIERS:
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, tier))
-    items.sort(key=lambda item: any(item.get_closest_marker(tier) for tier in _LAST))
+    items.sort(
+        key=lambda item: (
+            bool(item.get_closest_marker("multinode")),
+            any(item.get_closest_marker(tier) for tier in _LAST),
+        )
+    )

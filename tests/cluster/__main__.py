@@ -18,7 +18,13 @@ def main(argv: list[str] | None = None) -> int:
         description="A local single-node Kubernetes cluster built from package registries.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="build what is missing, start everything, wait until ready")
+    up = sub.add_parser("up", help="build what is missing, start everything, wait until ready")
+    up.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="how many nodes (default 1: the machine; more are workers, docs/cluster.md)",
+    )
     sub.add_parser("down", help="stop every process `up` started and remove the cluster state")
     sub.add_parser(
         "build-addons",
@@ -88,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "up":
         try:
-            cluster.up(paths)
+            cluster.up(paths, args.nodes)
         except (RuntimeError, TimeoutError) as exc:
             print(f"[cluster] up failed: {exc}", file=sys.stderr)
             print(f"[cluster] component logs: {paths.logs}", file=sys.stderr)

@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import ssl
 import string
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from . import components, config, gobuild, images, install, pki, procs
+from . import components, config, gobuild, images, install, nodes, pki, procs
 from .config import Paths
 from .progress import PhaseTimer, say
 
@@ -147,7 +146,7 @@ def write_files(paths: Paths, sandbox_image: str, s3_keys: tuple[str, str]) -> N
 def _link_tools(paths: Paths, binaries: dict[str, Path]) -> None:
     tools = paths.state / "path"
     tools.mkdir(parents=True, exist_ok=True)
-    for name in ("kubectl", "crictl"):
+    for name in ("kubectl", "crictl", "crane"):
         link = tools / name
         link.unlink(missing_ok=True)
         link.symlink_to(binaries[name])
@@ -277,16 +276,24 @@ def _weed_binary() -> Path:
     return Path(found)
 
 
+def _worker_components(paths: Paths) -> list[str]:
+    return [w.component(n) for w in nodes.workers(paths) for n in nodes.NODE_COMPONENTS]
+
+
 def _stale_components(paths: Paths) -> list[str]:
     """Components with a pid file whose process is gone (a crash, or a machine session ended)."""
     return [
         name
-        for name in ALL_COMPONENTS
+        for name in (*ALL_COMPONENTS, *_worker_components(paths))
         if (paths.pids / f"{name}.pid").exists() and procs.running_pid(paths, name) is None
     ]
 
 
-def up(paths: Paths) -> dict:
+def up(paths: Paths, node_count: int = 1) -> dict:
+    """Start (or check) the cluster with at least ``node_count`` nodes: node 0 on the machine,
+    the others workers in network namespaces of their own (nodes.py)."""
+    if not 1 <= node_count <= config.MAX_NODES:
+        raise SystemExit(f"--nodes is 1..{config.MAX_NODES}, not {node_count}")
     timer = PhaseTimer()
     started = time.monotonic()
     stale = _stale_components(paths)
@@ -359,11 +366,7 @@ def up(paths: Paths) -> dict:
         operator = images.operator_image(paths, runtime, binaries["crane"])
 
     with timer.phase("start: node", "containerd, kubelet, kube-proxy"):
-        procs.start(
-            paths,
-            "containerd",
-            ["containerd", "--config", str(paths.state / "containerd" / "config.toml")],
-        )
+        procs.start(paths, "containerd", components.containerd_argv(paths))
         procs.wait_for(
             paths.containerd_socket.exists,
             what="the containerd socket",
@@ -396,11 +399,20 @@ def up(paths: Paths) -> dict:
         )
         procs.wait_for(lambda: bool(dns_answers()), what="CoreDNS answering", timeout=60)
 
+    if node_count > 1:
+        with timer.phase("start: workers", f"{node_count - 1} more nodes (nodes.py)"):
+            for index in range(1, node_count):
+                nodes.start(paths, config.Node(index), binaries, pause.ref)
+
     info = {
         "kubeconfig": str(paths.kubeconfig),
         "kubernetes_version": config.KUBERNETES_VERSION,
         "node": config.NODE_NAME,
         "node_ip": config.NODE_IP,
+        "nodes": [
+            {"name": n.name, "ip": n.ip, "pod_subnet": n.pod_subnet}
+            for n in (config.NODE0, *nodes.workers(paths))
+        ],
         "registry": config.REGISTRY,
         "images": {
             "pause": pause.ref,
@@ -444,21 +456,6 @@ def _mounts_under(root: Path) -> list[str]:
     return found
 
 
-def _kill_shims(paths: Paths) -> None:
-    """containerd-shim processes outlive containerd; end ours (and their containers)."""
-    marker = str(paths.containerd_socket)
-    for proc_dir in Path("/proc").iterdir():
-        if not proc_dir.name.isdigit():
-            continue
-        try:
-            cmdline = (proc_dir / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if cmdline and b"containerd-shim" in cmdline[0] and marker.encode() in cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc_dir.name), signal.SIGKILL)
-
-
 def _remove_pod_cgroups() -> None:
     for subsystem in Path("/sys/fs/cgroup").iterdir():
         kubepods = subsystem / "kubepods"
@@ -486,6 +483,9 @@ def _remove_pod_netns() -> None:
 def down(paths: Paths) -> None:
     binaries = paths.state / "path"
     procs.stop(paths, "operator")  # started by `operator-start`, if it was
+    for worker in nodes.workers(paths):
+        nodes.stop(paths, worker, delete_node=False)
+    nodes.teardown_machine_rules()
     procs.stop(paths, "kubelet")
     crictl = binaries / "crictl"
     if procs.running_pid(paths, "containerd") is not None and crictl.exists():
@@ -501,7 +501,7 @@ def down(paths: Paths) -> None:
     if proxy is not None and proxy_binary is not None:
         subprocess.run([str(proxy_binary), "--cleanup"], capture_output=True, timeout=60)
     procs.stop(paths, "containerd")
-    _kill_shims(paths)
+    procs.kill_shims(paths.containerd_socket)
     for name in reversed((*CONTROL_PLANE, *SERVICES)):
         procs.stop(paths, name, grace=15.0)
     for mountpoint in sorted(_mounts_under(paths.state), key=len, reverse=True):
@@ -524,10 +524,11 @@ def down(paths: Paths) -> None:
 
 
 def status(paths: Paths) -> int:
-    width = max(len(n) for n in ALL_COMPONENTS)
+    names = (*ALL_COMPONENTS, *_worker_components(paths))
+    width = max(len(n) for n in names)
     print(f"{'component':<{width}}  {'pid':>7}  state    log")
     down_count = 0
-    for name in ALL_COMPONENTS:
+    for name in names:
         pid = procs.running_pid(paths, name)
         state = "running" if pid else "stopped"
         down_count += pid is None

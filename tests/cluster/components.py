@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from . import config
-from .config import Paths
+from .config import NODE0, Node, Paths
 
 
 def etcd_argv(paths: Paths, etcd: Path) -> list[str]:
@@ -106,15 +106,15 @@ def scheduler_argv(paths: Paths, binary: Path) -> list[str]:
     ]
 
 
-def containerd_config(paths: Paths, sandbox_image: str) -> str:
-    root = paths.state / "containerd"
+def containerd_config(paths: Paths, sandbox_image: str, node: Node = NODE0) -> str:
+    root = node.state(paths) / "containerd"
     cri = '[plugins."io.containerd.grpc.v1.cri"]'
     return f"""version = 2
 root = "{root / "root"}"
 state = "{root / "state"}"
 
 [grpc]
-  address = "{paths.containerd_socket}"
+  address = "{node.containerd_socket(paths)}"
 
 {cri}
   sandbox_image = "{sandbox_image}"
@@ -132,9 +132,9 @@ state = "{root / "state"}"
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{config.CNI_BIN_DIR}"
-    conf_dir = "{paths.state / "cni" / "net.d"}"
+    conf_dir = "{node.state(paths) / "cni" / "net.d"}"
   [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "{root / "certs.d"}"
+    config_path = "{paths.state / "containerd" / "certs.d"}"
 """
 
 
@@ -148,7 +148,7 @@ def registry_hosts_toml() -> str:
 """
 
 
-def cni_conflist(paths: Paths) -> str:
+def cni_conflist(paths: Paths, node: Node = NODE0) -> str:
     return json.dumps(
         {
             "cniVersion": "1.0.0",
@@ -163,9 +163,9 @@ def cni_conflist(paths: Paths) -> str:
                     "hairpinMode": True,
                     "ipam": {
                         "type": "host-local",
-                        "ranges": [[{"subnet": config.POD_SUBNET, "gateway": config.NODE_IP}]],
+                        "ranges": [[{"subnet": node.pod_subnet, "gateway": node.ip}]],
                         "routes": [{"dst": "0.0.0.0/0"}],
-                        "dataDir": str(paths.state / "cni" / "ipam"),
+                        "dataDir": str(node.state(paths) / "cni" / "ipam"),
                     },
                 },
                 {"type": "portmap", "capabilities": {"portMappings": True}},
@@ -175,13 +175,22 @@ def cni_conflist(paths: Paths) -> str:
     )
 
 
-def kubelet_config(paths: Paths) -> str:
+def kubelet_server_cert(node: Node) -> str:
+    return f"kubelet-server-{node.name}" if node.worker else "kubelet-server"
+
+
+def kubelet_client_cert(node: Node) -> str:
+    return f"kubelet-client-{node.name}" if node.worker else "kubelet-client"
+
+
+def kubelet_config(paths: Paths, node: Node = NODE0) -> str:
     pki = paths.pki
+    state = node.state(paths)
     return yaml.safe_dump(
         {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
-            "address": config.NODE_IP,
+            "address": node.ip,
             "port": config.KUBELET_PORT,
             "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1",
@@ -192,16 +201,18 @@ def kubelet_config(paths: Paths) -> str:
                 "x509": {"clientCAFile": str(pki / "ca.crt")},
             },
             "authorization": {"mode": "Webhook"},
-            "tlsCertFile": str(pki / "kubelet-server.crt"),
-            "tlsPrivateKeyFile": str(pki / "kubelet-server.key"),
+            "tlsCertFile": str(pki / f"{kubelet_server_cert(node)}.crt"),
+            "tlsPrivateKeyFile": str(pki / f"{kubelet_server_cert(node)}.key"),
             # These machines run cgroup v1 (hybrid) without systemd as PID 1.
             "cgroupDriver": "cgroupfs",
             "failCgroupV1": False,
             "failSwapOn": False,
-            "containerRuntimeEndpoint": f"unix://{paths.containerd_socket}",
+            # A worker's pods live under its own cgroup (node 0's under the root).
+            **({"cgroupRoot": node.cgroup} if node.cgroup else {}),
+            "containerRuntimeEndpoint": f"unix://{node.containerd_socket(paths)}",
             "clusterDNS": [config.DNS_SERVICE_IP],
             "clusterDomain": config.CLUSTER_DOMAIN,
-            "podLogsDir": str(paths.state / "pod-logs"),
+            "podLogsDir": str(state / "pod-logs"),
             # Shared CI disks: evict only when really full, never garbage-collect the
             # images the tests just pushed.
             "evictionHard": {
@@ -221,19 +232,36 @@ def kubelet_config(paths: Paths) -> str:
     )
 
 
-def kubelet_argv(paths: Paths, binary: Path) -> list[str]:
+def in_node(node: Node, argv: list[str]) -> list[str]:
+    """``argv`` run in the node's network namespace (the machine's mounts stay shared: the
+    kubelet's volume mounts must be the ones its containerd sees), in the node's cgroup."""
+    if not node.worker:
+        return argv
     return [
-        str(binary),
-        f"--config={paths.state / 'kubelet-config.yaml'}",
-        f"--kubeconfig={paths.state / 'kubelet.kubeconfig'}",
-        f"--root-dir={paths.state / 'kubelet'}",
-        f"--hostname-override={config.NODE_NAME}",
-        f"--node-ip={config.NODE_IP}",
-        "--v=1",
+        "nsenter",
+        f"--net=/run/netns/{node.netns}",
+        "--",
+        *argv,
     ]
 
 
-def kube_proxy_config(paths: Paths) -> str:
+def kubelet_argv(paths: Paths, binary: Path, node: Node = NODE0) -> list[str]:
+    state = node.state(paths)
+    return in_node(
+        node,
+        [
+            str(binary),
+            f"--config={state / 'kubelet-config.yaml'}",
+            f"--kubeconfig={state / 'kubelet.kubeconfig'}",
+            f"--root-dir={state / 'kubelet'}",
+            f"--hostname-override={node.name}",
+            f"--node-ip={node.ip}",
+            "--v=1",
+        ],
+    )
+
+
+def kube_proxy_config(paths: Paths, node: Node = NODE0) -> str:
     return yaml.safe_dump(
         {
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
@@ -241,11 +269,11 @@ def kube_proxy_config(paths: Paths) -> str:
             "clientConnection": {"kubeconfig": str(paths.state / "kube-proxy.kubeconfig")},
             "mode": "iptables",
             "clusterCIDR": config.CLUSTER_CIDR,
-            "hostnameOverride": config.NODE_NAME,
+            "hostnameOverride": node.name,
             "healthzBindAddress": "127.0.0.1:10256",
             "metricsBindAddress": "127.0.0.1:10249",
             # Node ports only on the node address, never on the machine's own interfaces.
-            "nodePortAddresses": [f"{config.NODE_IP}/32"],
+            "nodePortAddresses": [f"{node.ip}/32"],
             # Leave the machine's conntrack sysctls alone (0 = do not touch).
             "conntrack": {
                 "maxPerCore": 0,
@@ -259,8 +287,14 @@ def kube_proxy_config(paths: Paths) -> str:
     )
 
 
-def kube_proxy_argv(paths: Paths, binary: Path) -> list[str]:
-    return [str(binary), f"--config={paths.state / 'kube-proxy-config.yaml'}", "--v=1"]
+def kube_proxy_argv(paths: Paths, binary: Path, node: Node = NODE0) -> list[str]:
+    config_file = node.state(paths) / "kube-proxy-config.yaml"
+    return in_node(node, [str(binary), f"--config={config_file}", "--v=1"])
+
+
+def containerd_argv(paths: Paths, node: Node = NODE0) -> list[str]:
+    config_file = node.state(paths) / "containerd" / "config.toml"
+    return in_node(node, ["containerd", "--config", str(config_file)])
 
 
 def registry_config(paths: Paths) -> str:

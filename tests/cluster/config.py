@@ -68,6 +68,77 @@ APT_PACKAGES = (
 CNI_BIN_DIR = Path("/usr/lib/cni")
 
 
+# Worker nodes (``up --nodes N``): node i (1..N-1) lives in network namespace qso-node-<i>
+# with its own containerd, kubelet and kube-proxy. Its bridge (also called qso0, inside the
+# namespace) holds its node address 10.244.<i>.1 and pods get 10.244.<i>.0/24; a veth pair
+# from 10.244.255.0/24 (a /30 per node) links it to the machine, which routes every node's
+# pod range: pods reach pods on other nodes, the apiserver, the registry and S3 directly.
+MAX_NODES = 8
+NODE_LINK_SUBNET = "10.244.255.0/24"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node of the cluster; node 0 is the machine itself (no namespace of its own)."""
+
+    index: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < MAX_NODES:
+            raise ValueError(f"a node index is 0..{MAX_NODES - 1}, not {self.index}")
+
+    @property
+    def worker(self) -> bool:
+        return self.index > 0
+
+    @property
+    def name(self) -> str:
+        return f"{NODE_NAME}-{self.index}" if self.worker else NODE_NAME
+
+    @property
+    def ip(self) -> str:
+        return f"10.244.{self.index}.1"
+
+    @property
+    def pod_subnet(self) -> str:
+        return f"10.244.{self.index}.0/24"
+
+    @property
+    def netns(self) -> str | None:
+        return self.name if self.worker else None
+
+    @property
+    def host_link(self) -> str:
+        """The machine's end of the veth pair (the node's end is eth0 in its namespace)."""
+        return f"qso-n{self.index}"
+
+    @property
+    def host_link_ip(self) -> str:
+        return f"10.244.255.{4 * self.index + 1}"
+
+    @property
+    def link_ip(self) -> str:
+        return f"10.244.255.{4 * self.index + 2}"
+
+    @property
+    def cgroup(self) -> str | None:
+        """The cgroup (in every v1 hierarchy) the node's processes and pods live under."""
+        return f"/{self.name}" if self.worker else None
+
+    def state(self, paths: Paths) -> Path:
+        return paths.state / "nodes" / self.name if self.worker else paths.state
+
+    def component(self, name: str) -> str:
+        """The process name (pid file, log) of one of the node's components."""
+        return f"{self.name}-{name}" if self.worker else name
+
+    def containerd_socket(self, paths: Paths) -> Path:
+        return self.state(paths) / "containerd" / "containerd.sock"
+
+
+NODE0 = Node(0)
+
+
 def _env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name)
     return Path(value).expanduser() if value else default

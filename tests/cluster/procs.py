@@ -146,3 +146,19 @@ def wait_for(
             say(f"still waiting for {what}")
             last_note = time.monotonic()
         time.sleep(interval)
+
+
+def kill_shims(containerd_socket: Path) -> None:
+    """containerd-shim processes outlive their containerd; end those of this one (and so
+    their containers)."""
+    marker = str(containerd_socket).encode()
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            cmdline = (proc_dir / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmdline and b"containerd-shim" in cmdline[0] and marker in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc_dir.name), signal.SIGKILL)

@@ -32,8 +32,22 @@ def _all_rendered_text() -> str:
             components.kubelet_config(PATHS),
             components.kube_proxy_config(PATHS),
             components.registry_config(PATHS),
+            *_worker_text(config.Node(2)),
         ]
     )
+
+
+def _worker_text(node: config.Node) -> list[str]:
+    return [
+        " ".join(components.kubelet_argv(PATHS, BIN, node)),
+        " ".join(components.kube_proxy_argv(PATHS, BIN, node)),
+        " ".join(components.containerd_argv(PATHS, node)),
+        components.containerd_config(PATHS, "img", node),
+        components.cni_conflist(PATHS, node).replace('"dst": "0.0.0.0/0"', ""),
+        components.kubelet_config(PATHS, node),
+        components.kube_proxy_config(PATHS, node),
+        " ".join([node.ip, node.pod_subnet, node.link_ip, node.host_link_ip]),
+    ]
 
 
 def test_every_address_is_loopback_or_the_harness_networks():
@@ -98,3 +112,50 @@ def test_cache_key_follows_the_pinned_versions(tmp_path, monkeypatch):
     assert gobuild.cache_key(module, "go1.27") != first
     (module_dir / "go.sum").write_text("dep v1 h1:abc\n")
     assert gobuild.cache_key(module, "go1.26") != first
+
+
+def test_node_0_is_the_machine_and_keeps_its_names():
+    node = config.NODE0
+    assert (node.name, node.ip, node.pod_subnet) == (
+        config.NODE_NAME,
+        config.NODE_IP,
+        config.POD_SUBNET,
+    )
+    assert node.netns is None and node.cgroup is None and node.state(PATHS) == PATHS.state
+    assert node.containerd_socket(PATHS) == PATHS.containerd_socket
+    assert components.kubelet_argv(PATHS, BIN)[0] == str(BIN)  # no namespace to enter
+    assert "cgroupRoot" not in yaml.safe_load(components.kubelet_config(PATHS))
+
+
+def test_a_worker_has_its_own_namespace_addresses_state_cgroup_and_identity():
+    one, two = config.Node(1), config.Node(2)
+    assert one.name == f"{config.NODE_NAME}-1" and one.ip == "10.244.1.1"
+    # Ranges never overlap: each node's pods, and each node's link to the machine.
+    nets = [ipaddress.ip_network(n.pod_subnet) for n in (config.NODE0, one, two)]
+    links = [ipaddress.ip_network(f"{n.link_ip}/30", strict=False) for n in (one, two)]
+    for i, a in enumerate(nets + links):
+        for b in (nets + links)[i + 1 :]:
+            assert not a.overlaps(b), (a, b)
+        assert a.subnet_of(ipaddress.ip_network(config.CLUSTER_CIDR))
+    kubelet = yaml.safe_load(components.kubelet_config(PATHS, two))
+    assert kubelet["address"] == two.ip and kubelet["cgroupRoot"] == "/qso-node-2"
+    assert kubelet["tlsCertFile"].endswith("kubelet-server-qso-node-2.crt")
+    assert str(two.state(PATHS)) in kubelet["containerRuntimeEndpoint"]
+    argv = components.kubelet_argv(PATHS, BIN, two)
+    assert argv[:3] == ["nsenter", "--net=/run/netns/qso-node-2", "--"]
+    assert "--hostname-override=qso-node-2" in argv and "--node-ip=10.244.2.1" in argv
+    containerd = tomllib.loads(components.containerd_config(PATHS, "img", two))
+    assert containerd["root"].startswith(str(two.state(PATHS)))
+    assert containerd["grpc"]["address"] != str(PATHS.containerd_socket)
+    ipam = json.loads(components.cni_conflist(PATHS, two))["plugins"][0]["ipam"]
+    assert ipam["ranges"][0][0] == {"subnet": "10.244.2.0/24", "gateway": "10.244.2.1"}
+    proxy = yaml.safe_load(components.kube_proxy_config(PATHS, two))
+    assert proxy["hostnameOverride"] == "qso-node-2"
+    assert proxy["nodePortAddresses"] == ["10.244.2.1/32"]
+    assert two.component("kubelet") == "qso-node-2-kubelet"
+    for bad in (-1, config.MAX_NODES):
+        try:
+            config.Node(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"Node({bad}) was accepted")
