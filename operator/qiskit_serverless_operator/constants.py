@@ -69,6 +69,8 @@ LABEL_FUNCTION = f"{GROUP}/function"
 LABEL_COMPONENT = f"{GROUP}/component"
 LABEL_BUILD = f"{GROUP}/build"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+# On a task's ServerlessJob and its pod: the job whose program started it (runtime/tasks.py).
+LABEL_TASK_PARENT = f"{GROUP}/task-parent"
 MANAGER = "qiskit-serverless-operator"
 FINALIZER = f"{GROUP}/cleanup"
 # Who submitted a job: the SDK sets it to the caller's user name, and a
@@ -116,6 +118,12 @@ REASON_EVICTED_BY_KUEUE = "EvictedByKueue"
 # A pod whose container the runtime failed to start (the program never ran) is replaced by a
 # new batch Job at most this many times; the job's status counts them (startRetries).
 REASON_START_RETRY = "PodStartRetry"
+
+# Tasks (distribute_task in a job's program, runtime/tasks.py): each a ServerlessJob owned by
+# its job, ended with it (reason ParentEnded).
+MAX_TASKS_PER_JOB = 1000
+MAX_TASK_PAYLOAD_BYTES = 64 * 1024 * 1024
+REASON_PARENT_ENDED = "ParentEnded"
 MAX_START_RETRIES = 2
 
 

@@ -31,6 +31,11 @@ def provider_logs_key(namespace: str, uid: str) -> str:
     return f"jobs/{namespace}/{uid}/provider-logs.txt"
 
 
+def task_payload_key(namespace: str, parent_uid: str, index: int) -> str:
+    """A task's pickled call, under the job that started it (removed with its objects)."""
+    return f"jobs/{namespace}/{parent_uid}/tasks/{index}.pkl"
+
+
 def archive_key(namespace: str, uid: str, sha256: str) -> str:
     return f"functions/{namespace}/{uid}/source-{sha256}.tar.gz"
 

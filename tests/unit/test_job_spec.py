@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from qiskit_serverless_operator import constants as c
 from qiskit_serverless_operator.config import OperatorConfig
 from qiskit_serverless_operator.controller import jobspec
@@ -223,3 +225,69 @@ def test_a_priority_class_without_a_queue_is_not_kueues():
     job = _labelled(**{c.LABEL_KUEUE_PRIORITY_CLASS: "high"})
     assert job["spec"]["suspend"] is False
     assert c.LABEL_KUEUE_PRIORITY_CLASS not in job["metadata"]["labels"]
+
+
+def _parent():
+    sj = _sj(credentials={"secretRef": {"name": "ibm"}}, priority=3)
+    sj["metadata"]["labels"] = {c.LABEL_KUEUE_QUEUE: "team"}
+    sj["status"] = {"user": "alice"}
+    return sj
+
+
+def test_a_task_is_a_job_of_its_parent_s_function_owned_by_it():
+    task = jobspec.task_job(_parent(), 4, {"cpu": "100m"}, {"GREETING": "hi"})
+    meta, spec = task["metadata"], task["spec"]
+    assert meta["name"] == "job-1-t4" and meta["namespace"] == "ns"
+    assert meta["labels"] == {c.LABEL_TASK_PARENT: "job-1", c.LABEL_KUEUE_QUEUE: "team"}
+    (owner,) = meta["ownerReferences"]
+    assert owner["uid"] == "u-1" and owner["controller"] is True
+    assert spec["task"] == {"parent": "job-1", "index": 4, "env": {"GREETING": "hi"}}
+    assert spec["credentials"] == {"secretRef": {"name": "ibm"}} and spec["priority"] == 3
+    assert "annotations" not in meta  # never the submitter's: the policy would refuse it
+    assert jobspec.task_owner_uid(task) == "u-1"
+    # Named after its job, but no owner reference: nobody's task.
+    forged = {"metadata": {"name": "x"}, "spec": {"function": "f", "task": {"parent": "job-1"}}}
+    assert jobspec.task_owner_uid(forged) is None
+
+
+def test_task_names_stay_dns_labels_and_distinct():
+    long = "a" * 70
+    names = {jobspec.task_name(long, i) for i in range(3)} | {jobspec.task_name(long + "b", 0)}
+    assert len(names) == 4
+    assert all(len(n) <= 63 and n.endswith(("-t0", "-t1", "-t2")) for n in names)
+
+
+def test_a_task_pod_spreads_over_nodes_and_gets_its_env_and_user():
+    task = jobspec.task_job(_parent(), 0, {"cpu": "100m"}, {"GREETING": "hi"})
+    task["metadata"]["uid"] = "t-1"
+    job = jobspec.batch_job(task, _qf(), CFG, arguments_secret="a", arguments_key="k")
+    pod = job["spec"]["template"]
+    assert pod["metadata"]["labels"][c.LABEL_TASK_PARENT] == "job-1"
+    (spread,) = pod["spec"]["topologySpreadConstraints"]
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"  # a full node never blocks a task
+    assert spread["labelSelector"] == {"matchLabels": {c.LABEL_TASK_PARENT: "job-1"}}
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["GREETING"] == "hi"
+    # Until the operator checked it, a task counts for nobody in particular; then for the
+    # user written in its status (its job's).
+    assert jobspec.queue_user(task) == c.namespace_user("ns")
+    task["status"] = {"user": "alice"}
+    assert jobspec.queue_user(task) == "alice"
+    # A job that is no task is its submitter's, whatever its status says.
+    plain = _sj()
+    plain["status"] = {"user": "mallory"}
+    assert jobspec.queue_user(plain) == c.namespace_user("ns")
+    plain_pod = jobspec.batch_job(plain, _qf(), CFG, arguments_secret="a", arguments_key="k")
+    assert "topologySpreadConstraints" not in plain_pod["spec"]["template"]["spec"]
+
+
+def test_task_limits_agree_with_the_crd():
+    import yaml
+
+    from qiskit_serverless_operator.runtime import tasks
+
+    root = Path(__file__).resolve().parents[2]
+    crd = yaml.safe_load((root / "crds" / "serverless.qiskit.org_serverlessjobs.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec["properties"]["task"]["properties"]["index"]["maximum"] == (c.MAX_TASKS_PER_JOB - 1)
+    assert tasks.MAX_PAYLOAD_BYTES == c.MAX_TASK_PAYLOAD_BYTES

@@ -176,3 +176,15 @@ def test_bad_queue_settings_are_refused_by_name(name, value, says) -> None:
     with pytest.raises(ConfigError, match=name) as info:
         OperatorConfig.from_env(env)
     assert says in str(info.value)
+
+
+def test_a_job_waiting_on_its_tasks_yields_its_slot_but_not_its_resources() -> None:
+    # alice's job waits on its tasks (counted=False): with a limit of one, a task runs; the
+    # job's pod still holds its CPU.
+    running = [Running("ns", "alice", 600, 2**28, counted=False)]
+    waiting = [job(f"t{i}", "alice", i) for i in range(2)]
+    result = plan(waiting, running, {}, Limits(per_user=1, cpu_millis=1100))
+    assert result.admit == ["ns/t0"]
+    assert result.waiting["ns/t1"][1] == "waiting: user limit 1/1 running; position 1"
+    tight = plan(waiting, running, {}, Limits(per_user=1, cpu_millis=1000))
+    assert tight.admit == [] and "cluster capacity" in tight.waiting["ns/t0"][1]

@@ -17,7 +17,14 @@ and what the pod's wrapper (runtime/) calls for the files API's folders (files.p
 
 - ``GET files/``: the job's ``/data`` and ``/function_data`` files, with download links;
 - ``POST files/`` (``{"folder", "name", "size"}``): an upload link for a file the program
-  wrote, after the name and quota checks.
+  wrote, after the name and quota checks;
+
+and what ``distribute_task`` in the program calls (runtime/tasks.py):
+
+- ``POST tasks/`` (``{"index", "size"}``): an upload link for task ``index``'s pickled call;
+- ``PUT tasks/{index}/`` (``{"requests": {"cpu", "memory"}, "env"}``): make the task's
+  ServerlessJob once its call is stored (a repeat answers with the one made before);
+- ``GET tasks/``: every task of the job, with a read link to each finished one's result.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import constants as c
-from .. import files
+from .. import files, storage
 from ..kube import ApiError, Secret, ServerlessJob
 from . import jobspec
 from .catalog import find_function
@@ -218,7 +225,7 @@ async def _folders(ctx: Context, sj: dict[str, Any]) -> dict[str, str]:
     qf = await find_function(ctx, sj)
     return files.job_folders(
         sj["metadata"]["namespace"],
-        jobspec.job_user(sj),
+        jobspec.queue_user(sj),
         sj["spec"]["function"],
         (qf or {}).get("spec", {}).get("provider") or None,
         provider_namespace=(qf or {}).get("metadata", {}).get("namespace"),
@@ -273,6 +280,114 @@ async def file_upload_link(ctx: Context, request: web.Request) -> web.Response:
     )
 
 
+def _running(sj: dict[str, Any]) -> None:
+    phase = (sj.get("status") or {}).get("phase")
+    if phase in _TERMINAL:
+        raise Refused(409, f"the job is already {phase}: it starts no more tasks")
+
+
+def _task_index(value: Any) -> int:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not (0 <= value < c.MAX_TASKS_PER_JOB)
+    ):
+        raise Refused(400, f"a task index is 0..{c.MAX_TASKS_PER_JOB - 1}, not {value!r}")
+    return value
+
+
+@_endpoint
+async def task_upload_link(ctx: Context, request: web.Request) -> web.Response:
+    sj = await _own_job(ctx, request)
+    _running(sj)
+    body = await _json(request)
+    index, size = _task_index(body.get("index")), body.get("size")
+    if not isinstance(size, int) or not 0 < size <= c.MAX_TASK_PAYLOAD_BYTES:
+        return _error(
+            413 if isinstance(size, int) and size > 0 else 400,
+            f"'size' is the pickled call's size in bytes, 1..{c.MAX_TASK_PAYLOAD_BYTES}; "
+            f"got {size!r}",
+        )
+    meta = sj["metadata"]
+    key = storage.task_payload_key(meta["namespace"], meta["uid"], index)
+    return web.json_response({"url": ctx.store.presign_put(key, LINK_SECONDS)})
+
+
+def _task_requests(body: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    requests, env = body.get("requests") or {}, body.get("env") or {}
+    if not isinstance(requests, dict) or set(requests) - {"cpu", "memory"}:
+        raise Refused(400, "'requests' takes 'cpu' and 'memory' only")
+    if not isinstance(env, dict) or len(env) > 64:
+        raise Refused(400, "'env' is an object of at most 64 variables")
+    for key, value in [*requests.items(), *env.items()]:
+        if not isinstance(value, str) or len(value) > 4096 or not isinstance(key, str):
+            raise Refused(400, f"{key!r}: values are strings (at most 4096 characters)")
+    return requests, env
+
+
+@_endpoint
+async def task_start(ctx: Context, request: web.Request) -> web.Response:
+    sj = await _own_job(ctx, request)
+    _running(sj)
+    index = _task_index(request.match_info["index"])
+    requests, env = _task_requests(await _json(request))
+    meta = sj["metadata"]
+    key = storage.task_payload_key(meta["namespace"], meta["uid"], index)
+    if await ctx.store.asize(key) is None:
+        return _error(409, f"task {index}'s call is not stored yet: upload it first (POST tasks/)")
+    body = jobspec.task_job(sj, index, requests, env)
+    try:
+        task, _ = await ctx.kube.create_or_get(body)
+    except ApiError as exc:
+        return _error(
+            422 if exc.status.code == 422 else 502,
+            f"the task's job was refused: {exc.status.message}",
+        )
+    if jobspec.task_owner_uid(task) != meta["uid"]:
+        return _error(
+            409, f"a job named {body['metadata']['name']} exists and is not this job's task"
+        )
+    log.info(
+        "job %s/%s started task %d (%s)",
+        meta["namespace"],
+        meta["name"],
+        index,
+        body["metadata"]["name"],
+    )
+    return web.json_response({"name": task["metadata"]["name"]})
+
+
+@_endpoint
+async def task_states(ctx: Context, request: web.Request) -> web.Response:
+    sj = await _own_job(ctx, request)
+    meta = sj["metadata"]
+    try:
+        tasks = await ctx.kube.list(
+            ServerlessJob, meta["namespace"], labels={c.LABEL_TASK_PARENT: meta["name"]}
+        )
+    except ApiError as exc:
+        return _error(502, f"cannot list the job's tasks: {exc.status.message}")
+    answer: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        if jobspec.task_owner_uid(task) != meta["uid"]:
+            continue
+        status = task.get("status") or {}
+        entry = {
+            "name": task["metadata"]["name"],
+            "phase": status.get("phase") or c.JobPhase.QUEUED.value,
+            "reason": status.get("reason", ""),
+            "message": status.get("message", ""),
+        }
+        if entry["phase"] == c.JobPhase.DONE.value:
+            entry["result_url"] = ctx.store.presign_get(
+                storage.result_key(meta["namespace"], task["metadata"]["uid"]), LINK_SECONDS
+            )
+        answer[str(task["spec"]["task"]["index"])] = entry
+    return web.json_response({"tasks": answer})
+
+
 async def start(bind: str, port: int) -> web.AppRunner:
     app = web.Application()
     base = "/api/{version}/jobs/{job_id}"
@@ -281,6 +396,9 @@ async def start(bind: str, port: int) -> web.AppRunner:
     app.router.add_post(f"{base}/event/", event)
     app.router.add_get(f"{base}/files/", list_files)
     app.router.add_post(f"{base}/files/", file_upload_link)
+    app.router.add_post(f"{base}/tasks/", task_upload_link)
+    app.router.add_put(f"{base}/tasks/{{index}}/", task_start)
+    app.router.add_get(f"{base}/tasks/", task_states)
     app.router.add_get("/healthz", lambda _: web.json_response({"status": "ok"}))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

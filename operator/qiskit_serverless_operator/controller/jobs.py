@@ -79,6 +79,39 @@ async def check_run_right(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) 
         )
 
 
+async def task_parent(ctx: Context, sj: dict[str, Any]) -> dict[str, Any] | None:
+    """The job a task belongs to (None for a job that is no task); JobInputError for a task
+    no job owns: tasks are made by the operator for a job's program (distribute_task)."""
+    task = sj["spec"].get("task")
+    if not task:
+        return None
+    owner = jobspec.task_owner_uid(sj)
+    parent = await ctx.kube.get(ServerlessJob, task["parent"], sj["metadata"]["namespace"])
+    if owner is None or parent is None or parent["metadata"]["uid"] != owner:
+        raise JobInputError(
+            "InvalidTask",
+            f"a task of job {task['parent']!r} must be owned by that job: tasks are made by "
+            "the operator for a job's program (distribute_task), not by hand",
+        )
+    return parent
+
+
+async def _stop_tasks(ctx: Context, sj: dict[str, Any]) -> None:
+    """A job that ended stops its tasks still going (each then ends ParentEnded)."""
+    meta = sj["metadata"]
+    tasks = await ctx.kube.list(
+        ServerlessJob, meta["namespace"], labels={c.LABEL_TASK_PARENT: meta["name"]}
+    )
+    for task in tasks:
+        if jobspec.task_owner_uid(task) != meta["uid"] or task["spec"].get("stop"):
+            continue
+        if (task.get("status") or {}).get("phase") in {p.value for p in c.TERMINAL_JOB_PHASES}:
+            continue
+        await ctx.kube.patch(
+            ServerlessJob, task["metadata"]["name"], meta["namespace"], {"spec": {"stop": True}}
+        )
+
+
 async def read_arguments(ctx: Context, sj: dict[str, Any]) -> dict[str, Any]:
     """The job's arguments, decoded (inline, or from the Secret it names)."""
     spec = sj["spec"]
@@ -184,7 +217,7 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
     provider_logs_key = storage.provider_logs_key(meta["namespace"], meta["uid"])
     folders = files.job_folders(
         meta["namespace"],
-        jobspec.job_user(sj),
+        jobspec.queue_user(sj),
         qf["spec"]["title"],
         provider,
         provider_namespace=qf["metadata"]["namespace"],
@@ -192,9 +225,16 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
     listing = json.dumps(
         await job_endpoint.folder_listing(ctx, folders, min(lifetime, storage.MAX_URL_SECONDS))
     )
+    task = sj["spec"].get("task")
+    payload_url = None
+    if task:
+        parent_uid = jobspec.task_owner_uid(sj) or ""
+        payload_key = storage.task_payload_key(meta["namespace"], parent_uid, task["index"])
+        payload_url = ctx.store.presign_get(payload_key, min(lifetime, storage.MAX_URL_SECONDS))
     runtime, _ = await ctx.kube.create_or_get(
         jobspec.runtime_secret(
             sj,
+            task_payload_url=payload_url,
             result_url=ctx.store.presign_put(result_key, lifetime),
             logs_url=ctx.store.presign_put(logs_key, lifetime),
             gateway_token=job_endpoint.make_token(
@@ -414,15 +454,28 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
     where = jobspec.placement(sj)
     job_name = jobspec.batch_job_name(where.base)
 
-    if spec.get("stop"):
+    stop_reason, stop_message = "StopRequested", "stopped on request (spec.stop)"
+    owner = jobspec.task_owner_uid(sj) if spec.get("task") else None
+    if owner is not None:
+        # A task ends with its job (level-triggered: also when the job's own stop of its
+        # tasks was missed, or the job is gone). A task no job owns is refused below.
+        parent = await ctx.kube.get(ServerlessJob, spec["task"]["parent"], ns)
+        parent_phase = ((parent or {}).get("status") or {}).get("phase")
+        if (
+            parent is None
+            or parent["metadata"]["uid"] != owner
+            or parent_phase in {p.value for p in c.TERMINAL_JOB_PHASES}
+        ):
+            stop_reason = c.REASON_PARENT_ENDED
+            stop_message = f"its job {spec['task']['parent']} ended ({parent_phase or 'gone'})"
+    if spec.get("stop") or stop_reason == c.REASON_PARENT_ENDED:
         # What the program started on IBM Quantum first, while the pod still runs.
         runtime_jobs, runtime_message = await runtime_cancel.cancel(ctx, sj)
         await ctx.kube.delete(Job, job_name, where.namespace)
         changes: dict[str, Any] = {
             "phase": JobPhase.CANCELED.value,
-            "reason": "StopRequested",
-            "message": "stopped on request (spec.stop)"
-            + (f"; {runtime_message}" if runtime_message else ""),
+            "reason": stop_reason,
+            "message": stop_message + (f"; {runtime_message}" if runtime_message else ""),
             "completionTime": now_iso(),
             "pod": None,
             "subStatus": None,
@@ -430,6 +483,7 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
         if runtime_jobs is not None:
             changes["runtimeJobs"] = runtime_jobs
         await _write_status(ctx, sj, changes)
+        await _stop_tasks(ctx, sj)
         return
 
     job = await ctx.kube.get(Job, job_name, where.namespace)
@@ -502,9 +556,15 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
                 )
                 return
             checked = (QueueReason.PENDING, QueueReason.ADMITTED, QueueReason.KUEUE)
+            user = jobspec.queue_user(sj)
             if not status.get("admittedAt") and status.get("reason") not in checked:
-                await check_run_right(ctx, sj, qf)
-                await check_arguments(ctx, sj, qf)
+                parent = await task_parent(ctx, sj)
+                if parent is None:
+                    await check_run_right(ctx, sj, qf)
+                    await check_arguments(ctx, sj, qf)
+                else:
+                    # Its job was checked (run right, arguments); it counts for its user.
+                    user = jobspec.queue_user(parent)
             kueue_queue = jobspec.kueue_queue_name(sj)
             if retrying:
                 # Admitted before; the new batch Job is the old one's twin (for Kueue, a
@@ -516,7 +576,7 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
                 changes: dict[str, Any] = {
                     "phase": JobPhase.QUEUED.value,
                     "reason": QueueReason.PENDING.value,
-                    "user": jobspec.job_user(sj),
+                    "user": user,
                     "requests": {k: str(requests[k]) for k in ("cpu", "memory") if k in requests},
                 }
                 if status.get("reason") != QueueReason.PENDING:
@@ -530,7 +590,7 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
                     {
                         "phase": JobPhase.QUEUED.value,
                         "reason": QueueReason.KUEUE.value,
-                        "user": jobspec.job_user(sj),
+                        "user": user,
                         "message": f"waiting for Kueue to admit it (LocalQueue {kueue_queue})",
                     },
                 )
@@ -616,6 +676,8 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
     elif phase == JobPhase(obs.phase):
         changes.update({"reason": obs.reason, "message": obs.message})
     await _write_status(ctx, sj, changes)
+    if phase in (JobPhase.DONE, JobPhase.ERROR):
+        await _stop_tasks(ctx, sj)
 
 
 # --------------------------------------------------------------------------- read links
@@ -709,8 +771,11 @@ async def _cleanup(ctx: Context, body: dict[str, Any]) -> None:
         await ctx.kube.delete(Secret, secret, where.namespace)
     await ctx.kube.delete(Secret, jobspec.output_secret_name(name), ns)
     if not ctx.config.retain_objects_on_delete:
+        tasks_folder = storage.task_payload_key(ns, uid, 0).rsplit("/", 1)[0] + "/"
+        payloads = [tasks_folder + n for n, _ in await ctx.store.alist_folder(tasks_folder)]
         await ctx.store.adelete(
             storage.result_key(ns, uid),
             storage.logs_key(ns, uid),
             storage.provider_logs_key(ns, uid),
+            *payloads,
         )

@@ -121,13 +121,65 @@ def owner_reference(body: dict[str, Any], *, controller: bool = True) -> dict[st
 
 def _labels(sj: dict[str, Any]) -> dict[str, str]:
     title = sj["spec"]["function"]
-    return {
+    labels = {
         c.LABEL_JOB: sj["metadata"]["name"],
         # The job's own namespace: its children may live in a provider's.
         c.LABEL_JOB_NAMESPACE: sj["metadata"]["namespace"],
         c.LABEL_FUNCTION: title,
         c.LABEL_MANAGED_BY: c.MANAGER,
     }
+    task = sj["spec"].get("task")
+    if task:
+        labels[c.LABEL_TASK_PARENT] = task["parent"]
+    return labels
+
+
+def task_name(parent: str, index: int) -> str:
+    """``<job>-t<index>``, shortened with a hash of the whole to stay a DNS label."""
+    full = f"{parent}-t{index}"
+    if len(full) <= _DNS_LABEL:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    suffix = f"-{digest}-t{index}"
+    return f"{parent[: _DNS_LABEL - len(suffix)].rstrip('-.')}{suffix}"
+
+
+def task_job(
+    parent: dict[str, Any], index: int, requests: dict[str, str], env: dict[str, str]
+) -> dict[str, Any]:
+    """A task's ServerlessJob: the parent's function, credentials and priority, owned by the
+    parent (deleted with it), labelled with it (found, stopped and spread by it)."""
+    meta, spec = parent["metadata"], parent["spec"]
+    labels = {c.LABEL_TASK_PARENT: meta["name"], **kueue_labels(parent)}
+    task_spec: dict[str, Any] = {
+        "function": spec["function"],
+        "task": {"parent": meta["name"], "index": index, **({"env": env} if env else {})},
+        "resources": {"requests": requests},
+    }
+    for key in ("provider", "credentials", "priority", "timeoutSeconds"):
+        if key in spec:
+            task_spec[key] = spec[key]
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.JOB_KIND,
+        "metadata": {
+            "name": task_name(meta["name"], index),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_reference(parent)],
+        },
+        "spec": task_spec,
+    }
+
+
+def task_owner_uid(sj: dict[str, Any]) -> str | None:
+    """The UID of the job a task belongs to, from its owner reference (set by the operator;
+    the name in spec.task alone could point at any job)."""
+    task = sj["spec"].get("task") or {}
+    for ref in sj["metadata"].get("ownerReferences") or []:
+        if ref.get("kind") == c.JOB_KIND and ref.get("name") == task.get("parent"):
+            return ref.get("uid")
+    return None
 
 
 def child_labels(sj: dict[str, Any]) -> dict[str, str]:
@@ -216,11 +268,15 @@ def runtime_secret(
     gateway_token: str,
     files_listing: str | None = None,
     provider_logs_url: str | None = None,
+    task_payload_url: str | None = None,
 ) -> dict[str, Any]:
     """What the pod needs to report back, and nothing more: no storage credentials. With
     ``files_listing``, the job's files folders (JSON: mount -> files with download links);
-    with ``provider_logs_url``, where the provider's share of the logs goes."""
+    with ``provider_logs_url``, where the provider's share of the logs goes; with
+    ``task_payload_url``, the pickled call a task's pod makes (runtime/tasks.py)."""
     data = {"result-url": result_url, "logs-url": logs_url, GATEWAY_TOKEN_KEY: gateway_token}
+    if task_payload_url is not None:
+        data["task-payload-url"] = task_payload_url
     if files_listing is not None:
         data[FILES_LISTING_KEY] = files_listing
     if provider_logs_url is not None:
@@ -300,6 +356,9 @@ def batch_job(
         },
     ]
     for key, value in sorted((qf["spec"].get("env") or {}).items()):
+        env.append({"name": key, "value": value})
+    task = sj["spec"].get("task")
+    for key, value in sorted(((task or {}).get("env") or {}).items()):
         env.append({"name": key, "value": value})
     credentials = (sj["spec"].get("credentials") or {}).get("secretRef", {}).get("name")
     if credentials and where.remote:
@@ -411,6 +470,23 @@ def batch_job(
                     "volumes": volumes,
                     "securityContext": restricted_pod_security(),
                     **({"initContainers": init_containers} if init_containers else {}),
+                    # A job's tasks spread over the nodes (soft: a full node never blocks one).
+                    **(
+                        {
+                            "topologySpreadConstraints": [
+                                {
+                                    "maxSkew": 1,
+                                    "topologyKey": "kubernetes.io/hostname",
+                                    "whenUnsatisfiable": "ScheduleAnyway",
+                                    "labelSelector": {
+                                        "matchLabels": {c.LABEL_TASK_PARENT: task["parent"]}
+                                    },
+                                }
+                            ]
+                        }
+                        if task
+                        else {}
+                    ),
                     "containers": [
                         {
                             "name": "main",
@@ -478,3 +554,11 @@ def job_user(sj: dict[str, Any]) -> str:
     meta = sj["metadata"]
     submitter = (meta.get("annotations") or {}).get(c.ANNOTATION_SUBMITTER)
     return submitter or c.namespace_user(meta["namespace"])
+
+
+def queue_user(sj: dict[str, Any]) -> str:
+    """Whose job it is (queue, usage, files): a task is its job's user's (the operator wrote
+    it in the task's status when it checked the task), any other job its submitter's."""
+    if sj["spec"].get("task"):
+        return (sj.get("status") or {}).get("user") or job_user(sj)
+    return job_user(sj)

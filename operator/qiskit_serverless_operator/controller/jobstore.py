@@ -57,6 +57,8 @@ class JobRecord:
     accounted: bool
     position: int | None
     message: str | None
+    # A task's job (runtime/tasks.py): a job waiting on tasks yields its queue slot to them.
+    task_parent: str | None = None
 
     @property
     def key(self) -> str:
@@ -98,6 +100,7 @@ def record_of(body: dict[str, Any]) -> JobRecord:
         accounted=bool(status.get("accounted")),
         position=status.get("queuePosition"),
         message=_shared(status.get("message")),
+        task_parent=(spec.get("task") or {}).get("parent"),
     )
 
 

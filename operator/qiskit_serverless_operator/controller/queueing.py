@@ -105,6 +105,8 @@ class Running:
     user: str
     cpu: int
     memory: int
+    # Counted against the user and namespace limits (not while it waits on its own tasks).
+    counted: bool = True
 
 
 @dataclass
@@ -135,8 +137,8 @@ def plan(
 ) -> Plan:
     """Decide admissions for one tick. ``usage``: each user's decayed job-seconds."""
     result = Plan()
-    by_user = Counter(r.user for r in running)
-    by_namespace = Counter(r.namespace for r in running)
+    by_user = Counter(r.user for r in running if r.counted)
+    by_namespace = Counter(r.namespace for r in running if r.counted)
     cpu_used = sum(r.cpu for r in running)
     memory_used = sum(r.memory for r in running)
 

@@ -191,6 +191,13 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
         if r.start:
             used[r.user] = used.get(r.user, 0.0) + max(0.0, now - r.start)
 
+    # A job with tasks still to finish waits on them: its slot is theirs (a user limit of 1
+    # still runs a job's tasks, one at a time), its pod's requests stay counted.
+    waiting_on_tasks = {
+        f"{r.namespace}/{r.task_parent}"
+        for r in records
+        if r.task_parent and r.phase not in {p.value for p in c.TERMINAL_JOB_PHASES}
+    }
     cpu, memory = await _capacity(ctx)
     limits = queueing.Limits(
         per_user=cfg.max_running_per_user,
@@ -204,7 +211,12 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
             queueing.Waiting(r.key, r.namespace, r.user, r.priority, r.submitted, r.cpu, r.memory)
             for r in waiting_records.values()
         ],
-        [queueing.Running(r.namespace, r.user, r.cpu, r.memory) for r in running_records],
+        [
+            queueing.Running(
+                r.namespace, r.user, r.cpu, r.memory, counted=r.key not in waiting_on_tasks
+            )
+            for r in running_records
+        ],
         used,
         limits,
     )

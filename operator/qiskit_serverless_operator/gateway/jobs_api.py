@@ -119,7 +119,13 @@ async def list_jobs(request: web.Request) -> web.Response:
     title = query(request, "function")
     if title:
         await gw.require_function(caller.namespace, title, provider)
-    own = [sj for sj in await gw.jobs(caller.namespace) if jobspec.job_user(sj) == caller.user]
+    # A program's tasks (distribute_task) are parts of its job, not jobs of their own (as
+    # Ray's tasks were not): the REST API lists the jobs users submitted.
+    own = [
+        sj
+        for sj in await gw.jobs(caller.namespace)
+        if jobspec.job_user(sj) == caller.user and not sj["spec"].get("task")
+    ]
     return await _page(request, gw, caller, own)
 
 
@@ -170,7 +176,7 @@ async def list_provider_jobs(request: web.Request) -> web.Response:
             for sj in await gw.jobs("*")
             if sj["spec"].get("provider") == provider and sj["spec"]["function"] in catalog
         ]
-    return await _page(request, gw, caller, jobs)
+    return await _page(request, gw, caller, [sj for sj in jobs if not sj["spec"].get("task")])
 
 
 async def _job(

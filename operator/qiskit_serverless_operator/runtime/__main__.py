@@ -176,7 +176,11 @@ def main() -> int:
     program = source_dir / entrypoint
     workdir = source_dir
     runner = Path(os.environ.get("QSO_RUNNER_PATH", "/runner")) / "runner.py"
-    if not program.is_file() and runner.is_file():
+    # A task of another job (tasks.py): the pickled call is the program.
+    task_payload_url = read_secret(runtime_dir, "task-payload-url")
+    if task_payload_url:
+        program = Path(__file__)  # stands in for the check below
+    elif not program.is_file() and runner.is_file():
         # An image built for IBM's service: its Runner().run(arguments) is the program.
         program, workdir = Path(__file__).with_name("runner_entry.py"), runner.parent
     if not program.is_file():
@@ -203,9 +207,20 @@ def main() -> int:
             note(f"{fetched} file(s) in {', '.join(sorted(folders.fetched))}")
 
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source_dir), env.get("PYTHONPATH")]))
+    # The source first (the program's own modules), this package last (launch.py, tasks.py:
+    # a prebuilt image may not hold it but for the wrapper's copy).
+    ours = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(source_dir), env.get("PYTHONPATH"), ours])
+    )
+    launch = [sys.executable, "-m", f"{__package__}.launch"]
+    argv = (
+        [*launch, "--task", task_payload_url, str(results_path)]
+        if task_payload_url
+        else [*launch, str(program)]
+    )
     child = subprocess.Popen(
-        [sys.executable, str(program)],
+        argv,
         cwd=workdir,
         env=env,
         stdout=subprocess.PIPE,
@@ -244,7 +259,11 @@ def main() -> int:
         code != 0
         or not results_path.exists()
         or not result_url
-        or put_patiently(result_url, results_path.read_bytes(), "application/json")
+        or put_patiently(
+            result_url,
+            results_path.read_bytes(),
+            "application/octet-stream" if task_payload_url else "application/json",
+        )
     )
     if not stored:
         return EXIT_RESULT_NOT_STORED

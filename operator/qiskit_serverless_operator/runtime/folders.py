@@ -27,7 +27,11 @@ ATTEMPTS = 3
 PATIENCE_SECONDS = 120.0
 
 
-class FolderError(Exception):
+class EndpointError(Exception):
+    """A call to the job endpoint (or a storage link it gave) failed; the message says why."""
+
+
+class FolderError(EndpointError):
     """A folder could not be filled or kept; the message says which file and why."""
 
 
@@ -39,9 +43,9 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _retry(what: str, action):  # type: ignore[no-untyped-def]
+def retry(what: str, action, error: type[EndpointError] = FolderError):  # type: ignore[no-untyped-def]
     """Try again on a server error (3 times) or on no answer at all (for up to two minutes:
-    the operator may be restarting); a refusal (4xx) is final."""
+    the operator may be restarting); a refusal (4xx) is final (``error``, with the answer)."""
     deadline = time.monotonic() + PATIENCE_SECONDS
     attempt = 0
     while True:
@@ -53,10 +57,10 @@ def _retry(what: str, action):  # type: ignore[no-untyped-def]
             with contextlib.suppress(ValueError, AttributeError):
                 detail = json.loads(detail).get("message", detail)
             if exc.code < 500 or attempt >= ATTEMPTS:
-                raise FolderError(f"{what}: HTTP {exc.code}: {detail}") from exc
+                raise error(f"{what}: HTTP {exc.code}: {detail}") from exc
         except (OSError, urllib.error.URLError) as exc:
             if time.monotonic() > deadline:
-                raise FolderError(f"{what}: {exc}") from exc
+                raise error(f"{what}: {exc}") from exc
         time.sleep(min(attempt, 5))
 
 
@@ -104,7 +108,7 @@ class Folders:
         """Fill the folders; returns the number of files fetched."""
         folders = self.listing
         if folders is None:
-            folders = _retry("listing the job's files", lambda: self._call("GET")).get("folders")
+            folders = retry("listing the job's files", lambda: self._call("GET")).get("folders")
         count = 0
         for mount, entries in (folders or {}).items():
             folder = Path(mount)
@@ -124,7 +128,7 @@ class Folders:
                         for chunk in iter(lambda: response.read(1 << 20), b""):
                             out.write(chunk)
 
-                _retry(f"fetching {mount}/{name}", fetch)
+                retry(f"fetching {mount}/{name}", fetch)
                 self.fetched[mount][name] = _digest(target)
                 count += 1
         return count
@@ -143,7 +147,7 @@ class Folders:
                 if before.get(path.name) == digest:
                     continue
                 size = path.stat().st_size
-                link = _retry(
+                link = retry(
                     f"keeping {mount}/{path.name}",
                     lambda path=path, size=size, mount=mount: self._call(
                         "POST", {"folder": mount, "name": path.name, "size": size}
@@ -165,6 +169,6 @@ class Folders:
                             if response.status >= 300:
                                 raise OSError(f"storage answered HTTP {response.status}")
 
-                _retry(f"storing {mount}/{path.name}", put)
+                retry(f"storing {mount}/{path.name}", put)
                 stored.append(f"{mount}/{path.name}")
         return stored
