@@ -1,7 +1,7 @@
 """The admission queue under load, on the local cluster, printed as tables.
 
     .venv/bin/python -m tests.cluster up
-    .venv/bin/python benchmarks/queue_burst.py [--jobs 500] [--idle-jobs 10000]
+    .venv/bin/python benchmarks/queue_burst.py [--jobs 500] [--idle-jobs 10000] [--single 10]
 
 1. Burst: N ServerlessJobs of a tiny program submitted at once (threads, like many users).
    Reported: submit -> admitted and submit -> RUNNING percentiles (as a client watching
@@ -13,6 +13,8 @@
    again (CPU under a quarter of a core), and its peak. Then a new operator process with
    all of them present (a rollout or a crash): how long until it handles a new job, and
    the same two memory figures.
+3. Single: one ServerlessJob at a time on an idle cluster, each followed by one bare pod of
+   the same image: submit -> RUNNING of each, and the ratio.
 
 The benchmark runs its own operator process (highest peering priority, so it is the one
 acting; the others pause) with the operator image's packages only (a cached venv from
@@ -227,24 +229,7 @@ def burst_pods(api_client: client.ApiClient, count: int, image: str) -> dict[str
     def submit(i: int) -> None:
         name = f"pod-{i:05d}"
         submitted[name] = time.time()
-        core.create_namespaced_pod(
-            namespace,
-            client.V1Pod(
-                metadata=client.V1ObjectMeta(name=name),
-                spec=client.V1PodSpec(
-                    restart_policy="Never",
-                    automount_service_account_token=False,
-                    containers=[
-                        client.V1Container(
-                            name="main",
-                            image=image,
-                            command=["python3", "-c", "import qiskit_serverless"],
-                            resources=client.V1ResourceRequirements(requests=REQUESTS),
-                        )
-                    ],
-                ),
-            ),
-        )
+        core.create_namespaced_pod(namespace, bare_pod(name, image))
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(submit, range(count)))
@@ -258,6 +243,72 @@ def burst_pods(api_client: client.ApiClient, count: int, image: str) -> dict[str
         "elapsed": elapsed,
         "finished": len(finished),
     }
+
+
+def _poll(read, done, timeout: float = 300.0) -> float:  # type: ignore[no-untyped-def]
+    """Seconds until ``done(read())`` holds (polled every 20 ms: the same for both sides)."""
+    started = time.time()
+    while time.time() - started < timeout:
+        if done(read()):
+            return time.time() - started
+        time.sleep(0.02)
+    raise TimeoutError("no answer in time")
+
+
+def bare_pod(name: str, image: str) -> client.V1Pod:
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1PodSpec(
+            restart_policy="Never",
+            automount_service_account_token=False,
+            containers=[
+                client.V1Container(
+                    name="main",
+                    image=image,
+                    command=["python3", "-c", "import qiskit_serverless"],
+                    resources=client.V1ResourceRequirements(requests=REQUESTS),
+                )
+            ],
+        ),
+    )
+
+
+def single_runs(api_client: client.ApiClient, repeats: int, image: str) -> dict[str, list[float]]:
+    """One job at a time on an idle cluster, each followed by one bare pod of the same image
+    (alternating, so both see the same machine): submit -> RUNNING, as a client polls it."""
+    core = client.CoreV1Api(api_client)
+    custom = client.CustomObjectsApi(api_client)
+    namespace = new_namespace(core, "single")
+    make_function(custom, namespace)
+    jobs: list[float] = []
+    pods: list[float] = []
+    terminal = ("DONE", "ERROR", "CANCELED")
+    for i in range(repeats):
+        name = f"one-{i:03d}"
+        custom.create_namespaced_custom_object(
+            c.GROUP, c.VERSION, namespace, c.JOB_PLURAL, job_body(name)
+        )
+        jobs.append(
+            _poll(
+                lambda n=name: job_phase(custom, namespace, n),
+                lambda phase: phase in ("RUNNING", *terminal),
+            )
+        )
+        _poll(lambda n=name: job_phase(custom, namespace, n), lambda phase: phase in terminal)
+        pod = f"pod-{i:03d}"
+        core.create_namespaced_pod(namespace, bare_pod(pod, image))
+        pods.append(
+            _poll(
+                lambda n=pod: core.read_namespaced_pod(n, namespace).status.phase,
+                lambda phase: phase in ("Running", "Succeeded", "Failed"),
+            )
+        )
+        _poll(
+            lambda n=pod: core.read_namespaced_pod(n, namespace).status.phase,
+            lambda phase: phase in ("Succeeded", "Failed"),
+        )
+        core.delete_namespaced_pod(pod, namespace)
+    return {"jobs": jobs, "pods": pods}
 
 
 def image_python(cache: Path) -> str:
@@ -430,6 +481,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--idle-jobs", type=int, default=10_000)
+    parser.add_argument(
+        "--single", type=int, default=10, help="single jobs on an idle cluster (0: skip)"
+    )
     args = parser.parse_args()
     info = json.loads(Path("/var/lib/qso-cluster/cluster.json").read_text())
     config.load_kube_config(info["kubeconfig"])
@@ -460,6 +514,23 @@ def main() -> int:
                 remove_namespace(api_client, CREATED.pop(), operator_running=True)
             operator.stop()
         print_burst(args.jobs, jobs, pods)
+
+    if args.single:
+        single_op = OperatorProcess(
+            info,
+            logs / "operator-benchmark-single.log",
+            priority=10_000_000,
+            python=as_deployed["python"],
+            extra_env={**as_deployed["extra_env"], "QSO_FINISHED_POD_TTL_SECONDS": "5"},
+        )
+        single_op.start()
+        try:
+            single = single_runs(api_client, args.single, info["images"]["runtime"])
+        finally:
+            while CREATED:
+                remove_namespace(api_client, CREATED.pop(), operator_running=True)
+            single_op.stop()
+        print_single(single)
 
     idle: dict[str, Any] = {}
     restart: dict[str, Any] = {}
@@ -545,6 +616,18 @@ def print_burst(n: int, jobs: dict[str, Any], pods: dict[str, Any]) -> None:
     ]
     for label, a, b, ratio in table:
         print(f"{label:<34} {a:>18} {b:>18} {'' if ratio is None else f'{ratio:.2f}':>7}")
+    sys.stdout.flush()
+
+
+def print_single(single: dict[str, list[float]]) -> None:
+    jobs, pods = single["jobs"], single["pods"]
+    print()
+    print(f"One at a time on an idle cluster ({len(jobs)} of each, alternating)")
+    print(f"{'measure':<34} {'ServerlessJob':>18} {'bare pod (ref.)':>18} {'ratio':>7}")
+    print("-" * 80)
+    for label, q in (("submit -> RUNNING p50 (s)", 50), ("submit -> RUNNING max (s)", 100)):
+        a, b = percentile(jobs, q), percentile(pods, q)
+        print(f"{label:<34} {a:>18.2f} {b:>18.2f} {a / max(b, 1e-9):>7.2f}")
     sys.stdout.flush()
 
 

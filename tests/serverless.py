@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import subprocess
+import tarfile
+import tempfile
 import threading
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -154,13 +159,15 @@ class BuildJobCounter:
 
 
 class JobPodCounter(threading.Thread):
-    """Every pod of every job in the namespace, by UID, from a watch (a job's pods are gone
-    by the end: the TTL removes them)."""
+    """Every pod of every job in the namespace, by UID, and the node of each pod by name,
+    from a watch (a job's pods are gone by the end: the TTL removes them); ``selector``
+    narrows it (e.g. to one job's tasks)."""
 
-    def __init__(self, core: client.CoreV1Api, namespace: str) -> None:
+    def __init__(self, core: client.CoreV1Api, namespace: str, selector: str = c.LABEL_JOB) -> None:
         super().__init__(daemon=True)
-        self.core, self.namespace = core, namespace
+        self.core, self.namespace, self.selector = core, namespace, selector
         self.pods: dict[str, set[str]] = defaultdict(set)
+        self.nodes: dict[str, str] = {}
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -169,14 +176,45 @@ class JobPodCounter(threading.Thread):
                 for event in watch.Watch().stream(
                     self.core.list_namespaced_pod,
                     self.namespace,
-                    label_selector=c.LABEL_JOB,
+                    label_selector=self.selector,
                     timeout_seconds=30,
                 ):
                     pod = event["object"]
                     job = (pod.metadata.labels or {}).get(c.LABEL_JOB)
                     if job:
                         self.pods[job].add(pod.metadata.uid)
+                    if pod.spec.node_name:
+                        self.nodes[pod.metadata.name] = pod.spec.node_name
                     if self.stop.is_set():
                         return
             except Exception:  # the API server restarting under the watch: watch again
                 time.sleep(1)
+
+
+def image_with_files(cluster: dict[str, Any], ref: str, files: dict[str, bytes]) -> str:
+    """Push ``ref``: the runtime base image plus one layer of ``files`` (path in the image
+    -> content; an OCI whiteout name removes a path), appended with crane like the
+    harness's own images."""
+    with tempfile.TemporaryDirectory() as tmp:
+        layer = Path(tmp) / "layer.tar"
+        with tarfile.open(layer, "w") as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+        subprocess.run(
+            [
+                str(Path(cluster["tools"]) / "crane"),
+                "append",
+                "--base",
+                cluster["images"]["runtime"],
+                "--new_layer",
+                str(layer),
+                "--new_tag",
+                ref,
+                "--insecure",
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return ref

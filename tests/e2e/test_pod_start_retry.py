@@ -6,11 +6,6 @@ runtime cannot mount the job's volumes into."""
 
 from __future__ import annotations
 
-import io
-import subprocess
-import tarfile
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -19,6 +14,7 @@ from qiskit_serverless_operator import constants as c
 from tests.serverless import (
     JobPodCounter,
     custom,
+    image_with_files,
     make_function,
     make_job,
     wait_error,
@@ -29,31 +25,11 @@ from tests.serverless import (
 def _image_with_data_as_a_file(cluster: dict[str, Any]) -> str:
     """The runtime image with an entrypoint and a regular file where the job's /data volume
     goes: the image check (which mounts nothing there) passes, the job's pod cannot start."""
-    ref = f"{cluster['registry']}/qso/data-is-a-file:1"
-    entries = {"data": b"", "function/main.py": b"print('never runs')\n"}
-    with tempfile.TemporaryDirectory() as tmp:
-        layer = Path(tmp) / "layer.tar"
-        with tarfile.open(layer, "w") as tar:
-            for name, content in entries.items():
-                info = tarfile.TarInfo(name)
-                info.size, info.mode = len(content), 0o644
-                tar.addfile(info, io.BytesIO(content))
-        subprocess.run(
-            [
-                str(Path(cluster["tools"]) / "crane"),
-                "append",
-                "--base",
-                cluster["images"]["runtime"],
-                "--new_layer",
-                str(layer),
-                "--new_tag",
-                ref,
-                "--insecure",
-            ],
-            check=True,
-            capture_output=True,
-        )
-    return ref
+    return image_with_files(
+        cluster,
+        f"{cluster['registry']}/qso/data-is-a-file:1",
+        {"data": b"", "function/main.py": b"print('never runs')\n"},
+    )
 
 
 def test_a_pod_the_runtime_cannot_start_is_replaced_then_the_job_fails_clearly(

@@ -6,10 +6,7 @@ pods in the provider's; an image built for IBM's service (Runner().run) runs unc
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import subprocess
-import tarfile
 import time
 import uuid
 import warnings
@@ -24,9 +21,9 @@ from qiskit_serverless import QiskitFunction, ServerlessClient
 from qiskit_serverless.exception import QiskitServerlessException
 
 from qiskit_serverless_operator import KubernetesClient
-from tests.cluster.config import Paths
 from tests.in_cluster import service_account_token
 from tests.kube import kubectl, wait_until
+from tests.serverless import image_with_files
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="qiskit_serverless")
 TERMINAL = ("DONE", "ERROR", "CANCELED")
@@ -130,38 +127,19 @@ def _grant(api_client: client.ApiClient, provider: str, user_namespace: str, use
     )
 
 
-def _ibm_style_image(cluster: dict[str, Any], tmp_path: Path) -> str:
+def _ibm_style_image(cluster: dict[str, Any]) -> str:
     """An image as built for IBM's service: Python with qiskit-serverless and
     /runner/runner.py, and none of our package (the runtime base image, ours removed with
     an OCI whiteout), pushed with crane."""
-    layer = tmp_path / "layer.tar"
-    with tarfile.open(layer, "w") as tar:
-        for name, data, mode in (
-            ("opt/venv/lib/python3.11/site-packages/.wh.qiskit_serverless_operator", b"", 0o644),
-            ("runner/runner.py", RUNNER.encode(), 0o644),
-        ):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), mode
-            tar.addfile(info, io.BytesIO(data))
     tag = hashlib.sha256(RUNNER.encode() + cluster["images"]["runtime"].encode()).hexdigest()[:12]
-    ref = f"{cluster['registry']}/qso-test/ibm-style:{tag}"
-    (crane,) = sorted(Paths.from_env().bin.glob("crane-*/crane"))[-1:]
-    subprocess.run(
-        [
-            str(crane),
-            "append",
-            "--base",
-            cluster["images"]["runtime"],
-            "--new_layer",
-            str(layer),
-            "--new_tag",
-            ref,
-            "--insecure",
-        ],
-        check=True,
-        capture_output=True,
+    return image_with_files(
+        cluster,
+        f"{cluster['registry']}/qso-test/ibm-style:{tag}",
+        {
+            "opt/venv/lib/python3.11/site-packages/.wh.qiskit_serverless_operator": b"",
+            "runner/runner.py": RUNNER.encode(),
+        },
     )
-    return ref
 
 
 def test_a_granted_user_runs_a_providers_function_and_others_are_refused(
@@ -349,7 +327,7 @@ def test_an_image_built_for_ibms_service_runs_unchanged(
 ) -> None:
     in_cluster.append(namespace)
     host = cluster["gateway"]
-    image = _ibm_style_image(cluster, tmp_path)
+    image = _ibm_style_image(cluster)
     publisher = ServerlessClient(
         host=host, token=service_account_token(api_client, provider, "publisher"), instance=provider
     )

@@ -3,40 +3,14 @@ gathered by the job: qiskit-serverless' distribute_task code, unchanged."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 
 from qiskit_serverless_operator import constants as c
 from tests.fan_out import run_fan_out, tasks_of
-from tests.serverless import custom
-
-
-class _TaskPodNodes(threading.Thread):
-    """The node of every task pod of job ``fan`` (pods go away after their TTL)."""
-
-    def __init__(self, core: client.CoreV1Api, namespace: str) -> None:
-        super().__init__(daemon=True)
-        self.core, self.namespace = core, namespace
-        self.nodes: dict[str, str] = {}
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                for event in watch.Watch().stream(
-                    self.core.list_namespaced_pod,
-                    self.namespace,
-                    label_selector=f"{c.LABEL_TASK_PARENT}=fan",
-                    timeout_seconds=10,
-                ):
-                    pod = event["object"]
-                    if pod.spec.node_name:
-                        self.nodes[pod.metadata.name] = pod.spec.node_name
-            except Exception:  # a watch cut short: watch again
-                continue
+from tests.serverless import JobPodCounter, custom
 
 
 def test_sixteen_tasks_spread_over_three_nodes_and_are_gathered(
@@ -48,7 +22,7 @@ def test_sixteen_tasks_spread_over_three_nodes_and_are_gathered(
     operator,
 ) -> None:
     api = custom(api_client)
-    pods = _TaskPodNodes(core, namespace)
+    pods = JobPodCounter(core, namespace, f"{c.LABEL_TASK_PARENT}=fan")
     pods.start()
     try:
         _, result = run_fan_out(api, cluster, namespace, tasks=16, timeout=900)
