@@ -18,8 +18,18 @@ from tests.kube import REPO_ROOT, kubectl, wait_until
 def test_operator_pods_are_ready_non_root_and_read_only(
     cluster: dict[str, Any], in_cluster: list[str]
 ) -> None:
-    pods = operator_pods(cluster)
-    assert len(pods) == 2 and all(ready(p) for p in pods)
+    # The tests before this one SIGKILL replicas (chaos, failover): one may still be in the
+    # kubelet's restart back-off, so wait for the install's steady state, within a bound.
+    pods = wait_until(
+        lambda: (
+            (found := operator_pods(cluster))
+            and len(found) == 2
+            and all(map(ready, found))
+            and found
+        ),
+        timeout=180,
+        what="both operator replicas Ready",
+    )
     for pod in pods:
         spec = pod["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
