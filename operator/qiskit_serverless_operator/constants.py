@@ -118,13 +118,13 @@ REASON_EVICTED_BY_KUEUE = "EvictedByKueue"
 # A pod whose container the runtime failed to start (the program never ran) is replaced by a
 # new batch Job at most this many times; the job's status counts them (startRetries).
 REASON_START_RETRY = "PodStartRetry"
+MAX_START_RETRIES = 2
 
 # Tasks (distribute_task in a job's program, runtime/tasks.py): each a ServerlessJob owned by
 # its job, ended with it (reason ParentEnded).
 MAX_TASKS_PER_JOB = 1000
 MAX_TASK_PAYLOAD_BYTES = 64 * 1024 * 1024
 REASON_PARENT_ENDED = "ParentEnded"
-MAX_START_RETRIES = 2
 
 
 # How the admission loop treats a job the cluster has no room for (Kueue's names).

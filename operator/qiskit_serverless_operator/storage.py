@@ -31,9 +31,13 @@ def provider_logs_key(namespace: str, uid: str) -> str:
     return f"jobs/{namespace}/{uid}/provider-logs.txt"
 
 
+def task_payloads_folder(namespace: str, parent_uid: str) -> str:
+    """The pickled calls of a job's tasks, under the job (removed with its objects)."""
+    return f"jobs/{namespace}/{parent_uid}/tasks/"
+
+
 def task_payload_key(namespace: str, parent_uid: str, index: int) -> str:
-    """A task's pickled call, under the job that started it (removed with its objects)."""
-    return f"jobs/{namespace}/{parent_uid}/tasks/{index}.pkl"
+    return f"{task_payloads_folder(namespace, parent_uid)}{index}.pkl"
 
 
 def archive_key(namespace: str, uid: str, sha256: str) -> str:

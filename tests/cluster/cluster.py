@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -182,17 +181,6 @@ def _http_ok(url: str) -> bool:
         return resp.status < 500
 
 
-def _alive(paths: Paths, *names: str):
-    def check() -> str | None:
-        for name in names:
-            dead = procs.exited_early(paths, name)
-            if dead:
-                return dead
-        return None
-
-    return check
-
-
 def kubectl(
     paths: Paths, *args: str, input: str | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
@@ -219,14 +207,6 @@ def apply_docs(paths: Paths, docs: list[dict], what: str) -> None:
     )
     if out.returncode != 0:
         raise RuntimeError(f"{what} failed: {out.stderr.strip() or out.stdout.strip()}")
-
-
-def _node_ready(paths: Paths) -> bool:
-    out = kubectl(paths, "get", "node", config.NODE_NAME, "-o", "json", check=False)
-    if out.returncode != 0:
-        return False
-    conditions = json.loads(out.stdout)["status"].get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def _deployment_available(paths: Paths, namespace: str, name: str) -> bool:
@@ -325,7 +305,7 @@ def up(paths: Paths, node_count: int = 1) -> dict:
             lambda: _https_ok(paths, f"{_server_url()}/readyz"),
             what="kube-apiserver /readyz",
             timeout=120,
-            alive=_alive(paths, "etcd", "kube-apiserver"),
+            alive=procs.alive(paths, "etcd", "kube-apiserver"),
         )
         procs.start(
             paths,
@@ -347,13 +327,13 @@ def up(paths: Paths, node_count: int = 1) -> dict:
             lambda: _http_ok(f"http://{config.REGISTRY}/v2/"),
             what="the registry",
             timeout=60,
-            alive=_alive(paths, "registry"),
+            alive=procs.alive(paths, "registry"),
         )
         procs.wait_for(
             lambda: (_ensure_bucket(paths, keys), True)[1],
             what=f"S3 bucket {config.S3_BUCKET}",
             timeout=120,
-            alive=_alive(paths, "seaweedfs"),
+            alive=procs.alive(paths, "seaweedfs"),
             interval=1,
         )
 
@@ -371,15 +351,15 @@ def up(paths: Paths, node_count: int = 1) -> dict:
             paths.containerd_socket.exists,
             what="the containerd socket",
             timeout=30,
-            alive=_alive(paths, "containerd"),
+            alive=procs.alive(paths, "containerd"),
         )
         procs.start(paths, "kubelet", components.kubelet_argv(paths, binaries["kubelet"]))
         procs.start(paths, "kube-proxy", components.kube_proxy_argv(paths, binaries["kube-proxy"]))
         procs.wait_for(
-            lambda: _node_ready(paths),
+            lambda: nodes.node_ready(paths, config.NODE_NAME),
             what=f"node {config.NODE_NAME} Ready",
             timeout=180,
-            alive=_alive(paths, "containerd", "kubelet", "kube-proxy"),
+            alive=procs.alive(paths, "containerd", "kubelet", "kube-proxy"),
         )
 
     with timer.phase("addons", "CoreDNS Running and answering"):
@@ -395,7 +375,7 @@ def up(paths: Paths, node_count: int = 1) -> dict:
             lambda: _deployment_available(paths, "kube-system", "coredns"),
             what="CoreDNS available",
             timeout=180,
-            alive=_alive(paths, *ALL_COMPONENTS),
+            alive=procs.alive(paths, *ALL_COMPONENTS),
         )
         procs.wait_for(lambda: bool(dns_answers()), what="CoreDNS answering", timeout=60)
 
@@ -447,27 +427,9 @@ def up(paths: Paths, node_count: int = 1) -> dict:
 # --------------------------------------------------------------------------- down
 
 
-def _mounts_under(root: Path) -> list[str]:
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        mountpoint = line.split()[4].replace("\\040", " ")
-        if mountpoint == str(root) or mountpoint.startswith(f"{root}/"):
-            found.append(mountpoint)
-    return found
-
-
 def _remove_pod_cgroups() -> None:
     for subsystem in Path("/sys/fs/cgroup").iterdir():
-        kubepods = subsystem / "kubepods"
-        if not kubepods.is_dir():
-            continue
-        for directory in sorted(
-            (p for p in kubepods.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
-        ):
-            with contextlib.suppress(OSError):  # still in use: left for the kernel
-                directory.rmdir()
-        with contextlib.suppress(OSError):
-            kubepods.rmdir()
+        procs.remove_cgroup_tree(subsystem / "kubepods")
 
 
 def _remove_pod_netns() -> None:
@@ -504,7 +466,7 @@ def down(paths: Paths) -> None:
     procs.kill_shims(paths.containerd_socket)
     for name in reversed((*CONTROL_PLANE, *SERVICES)):
         procs.stop(paths, name, grace=15.0)
-    for mountpoint in sorted(_mounts_under(paths.state), key=len, reverse=True):
+    for mountpoint in procs.mounts_under(paths.state):
         subprocess.run(["umount", "-l", mountpoint], capture_output=True)
     _remove_pod_cgroups()
     _remove_pod_netns()

@@ -12,7 +12,6 @@ has the layout.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import subprocess
@@ -89,17 +88,7 @@ def _setup_cgroups(node: Node) -> None:
 
 def _remove_cgroups(node: Node) -> None:
     for directory in _cgroup_dirs(node, unified=True):
-        if not directory.is_dir():
-            continue
-        for child in sorted(
-            (p for p in directory.rglob("*") if p.is_dir()),
-            key=lambda p: len(p.parts),
-            reverse=True,
-        ):
-            with contextlib.suppress(OSError):  # still in use: left for the kernel
-                child.rmdir()
-        with contextlib.suppress(OSError):
-            directory.rmdir()
+        procs.remove_cgroup_tree(directory)
 
 
 def setup_network(node: Node) -> None:
@@ -190,13 +179,13 @@ def write_files(paths: Paths, node: Node, sandbox_image: str) -> None:
         path.chmod(0o600)
 
 
-def _node_ready(paths: Paths, node: Node) -> bool:
+def node_ready(paths: Paths, name: str) -> bool:
     out = _run(
         str(paths.state / "path" / "kubectl"),
         f"--kubeconfig={paths.kubeconfig}",
         "get",
         "node",
-        node.name,
+        name,
         "-o",
         "json",
         check=False,
@@ -205,17 +194,6 @@ def _node_ready(paths: Paths, node: Node) -> bool:
         return False
     conditions = json.loads(out.stdout)["status"].get("conditions", [])
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-def _alive(paths: Paths, node: Node, *names: str):
-    def check() -> str | None:
-        for name in names:
-            dead = procs.exited_early(paths, node.component(name))
-            if dead:
-                return dead
-        return None
-
-    return check
 
 
 def start(paths: Paths, node: Node, binaries: dict[str, Path], sandbox_image: str) -> None:
@@ -238,7 +216,7 @@ def start(paths: Paths, node: Node, binaries: dict[str, Path], sandbox_image: st
         node.containerd_socket(paths).exists,
         what=f"{node.name}'s containerd socket",
         timeout=30,
-        alive=_alive(paths, node, "containerd"),
+        alive=procs.alive(paths, node.component("containerd")),
     )
     procs.start(
         paths,
@@ -251,10 +229,10 @@ def start(paths: Paths, node: Node, binaries: dict[str, Path], sandbox_image: st
         in_cgroup(components.kube_proxy_argv(paths, binaries["kube-proxy"], node)),
     )
     procs.wait_for(
-        lambda: _node_ready(paths, node),
+        lambda: node_ready(paths, node.name),
         what=f"node {node.name} Ready",
         timeout=180,
-        alive=_alive(paths, node, *NODE_COMPONENTS),
+        alive=procs.alive(paths, *(node.component(n) for n in NODE_COMPONENTS)),
     )
 
 
@@ -304,10 +282,8 @@ def stop(paths: Paths, node: Node, *, delete_node: bool = True) -> None:
     procs.stop(paths, node.component("kube-proxy"))
     procs.stop(paths, node.component("containerd"))
     kill_shims(node.containerd_socket(paths))
-    for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
-        mountpoint = line.split()[4].replace("\\040", " ")
-        if mountpoint.startswith(f"{state}/"):
-            _run("umount", "-l", mountpoint, check=False)
+    for mountpoint in procs.mounts_under(state):
+        _run("umount", "-l", mountpoint, check=False)
     _remove_cgroups(node)
     teardown_network(node)
     shutil.rmtree(state, ignore_errors=True)

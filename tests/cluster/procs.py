@@ -162,3 +162,40 @@ def kill_shims(containerd_socket: Path) -> None:
         if cmdline and b"containerd-shim" in cmdline[0] and marker in cmdline:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(proc_dir.name), signal.SIGKILL)
+
+
+def alive(paths: Paths, *names: str) -> Callable[[], str | None]:
+    """For wait_for: the tail of the log of the first of ``names`` that is not running."""
+
+    def check() -> str | None:
+        for name in names:
+            dead = exited_early(paths, name)
+            if dead:
+                return dead
+        return None
+
+    return check
+
+
+def mounts_under(root: Path) -> list[str]:
+    """Mount points at or below ``root``, deepest first (the order to unmount them in)."""
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        mountpoint = line.split()[4].replace("\\040", " ")
+        if mountpoint == str(root) or mountpoint.startswith(f"{root}/"):
+            found.append(mountpoint)
+    return sorted(found, key=len, reverse=True)
+
+
+def remove_cgroup_tree(directory: Path) -> None:
+    """Remove a cgroup and those below it, deepest first; one still in use is left for the
+    kernel."""
+    if not directory.is_dir():
+        return
+    for child in sorted(
+        (p for p in directory.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+    ):
+        with contextlib.suppress(OSError):
+            child.rmdir()
+    with contextlib.suppress(OSError):
+        directory.rmdir()

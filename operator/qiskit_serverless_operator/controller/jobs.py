@@ -79,19 +79,15 @@ async def check_run_right(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) 
         )
 
 
-async def task_parent(ctx: Context, sj: dict[str, Any]) -> dict[str, Any] | None:
-    """The job a task belongs to (None for a job that is no task); JobInputError for a task
-    no job owns: tasks are made by the operator for a job's program (distribute_task)."""
-    task = sj["spec"].get("task")
-    if not task:
-        return None
+def check_task(sj: dict[str, Any], parent: dict[str, Any] | None) -> dict[str, Any]:
+    """A task's job, ``parent`` as read; JobInputError for a task no job owns: tasks are
+    made by the operator for a job's program (distribute_task)."""
     owner = jobspec.task_owner_uid(sj)
-    parent = await ctx.kube.get(ServerlessJob, task["parent"], sj["metadata"]["namespace"])
     if owner is None or parent is None or parent["metadata"]["uid"] != owner:
         raise JobInputError(
             "InvalidTask",
-            f"a task of job {task['parent']!r} must be owned by that job: tasks are made by "
-            "the operator for a job's program (distribute_task), not by hand",
+            f"a task of job {sj['spec']['task']['parent']!r} must be owned by that job: "
+            "tasks are made by the operator for a job's program (distribute_task), not by hand",
         )
     return parent
 
@@ -105,7 +101,7 @@ async def _stop_tasks(ctx: Context, sj: dict[str, Any]) -> None:
     for task in tasks:
         if jobspec.task_owner_uid(task) != meta["uid"] or task["spec"].get("stop"):
             continue
-        if (task.get("status") or {}).get("phase") in {p.value for p in c.TERMINAL_JOB_PHASES}:
+        if (task.get("status") or {}).get("phase") in c.TERMINAL_JOB_PHASES:
             continue
         await ctx.kube.patch(
             ServerlessJob, task["metadata"]["name"], meta["namespace"], {"spec": {"stop": True}}
@@ -455,16 +451,19 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
     job_name = jobspec.batch_job_name(where.base)
 
     stop_reason, stop_message = "StopRequested", "stopped on request (spec.stop)"
-    owner = jobspec.task_owner_uid(sj) if spec.get("task") else None
-    if owner is not None:
-        # A task ends with its job (level-triggered: also when the job's own stop of its
-        # tasks was missed, or the job is gone). A task no job owns is refused below.
+    # A task's job, read once: a task ends with it, and is checked against it below.
+    parent = owner = None
+    if spec.get("task"):
         parent = await ctx.kube.get(ServerlessJob, spec["task"]["parent"], ns)
+        owner = jobspec.task_owner_uid(sj)
+    if owner is not None:
+        # Level-triggered: also when the job's own stop of its tasks was missed, or the job
+        # is gone. A task no job owns is refused below.
         parent_phase = ((parent or {}).get("status") or {}).get("phase")
         if (
             parent is None
             or parent["metadata"]["uid"] != owner
-            or parent_phase in {p.value for p in c.TERMINAL_JOB_PHASES}
+            or parent_phase in c.TERMINAL_JOB_PHASES
         ):
             stop_reason = c.REASON_PARENT_ENDED
             stop_message = f"its job {spec['task']['parent']} ended ({parent_phase or 'gone'})"
@@ -558,13 +557,12 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
             checked = (QueueReason.PENDING, QueueReason.ADMITTED, QueueReason.KUEUE)
             user = jobspec.queue_user(sj)
             if not status.get("admittedAt") and status.get("reason") not in checked:
-                parent = await task_parent(ctx, sj)
-                if parent is None:
+                if not spec.get("task"):
                     await check_run_right(ctx, sj, qf)
                     await check_arguments(ctx, sj, qf)
                 else:
                     # Its job was checked (run right, arguments); it counts for its user.
-                    user = jobspec.queue_user(parent)
+                    user = jobspec.queue_user(check_task(sj, parent))
             kueue_queue = jobspec.kueue_queue_name(sj)
             if retrying:
                 # Admitted before; the new batch Job is the old one's twin (for Kueue, a
@@ -771,7 +769,7 @@ async def _cleanup(ctx: Context, body: dict[str, Any]) -> None:
         await ctx.kube.delete(Secret, secret, where.namespace)
     await ctx.kube.delete(Secret, jobspec.output_secret_name(name), ns)
     if not ctx.config.retain_objects_on_delete:
-        tasks_folder = storage.task_payload_key(ns, uid, 0).rsplit("/", 1)[0] + "/"
+        tasks_folder = storage.task_payloads_folder(ns, uid)
         payloads = [tasks_folder + n for n, _ in await ctx.store.alist_folder(tasks_folder)]
         await ctx.store.adelete(
             storage.result_key(ns, uid),

@@ -196,7 +196,7 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
     waiting_on_tasks = {
         f"{r.namespace}/{r.task_parent}"
         for r in records
-        if r.task_parent and r.phase not in {p.value for p in c.TERMINAL_JOB_PHASES}
+        if r.task_parent and r.phase not in c.TERMINAL_JOB_PHASES
     }
     cpu, memory = await _capacity(ctx)
     limits = queueing.Limits(

@@ -178,12 +178,10 @@ def main() -> int:
     runner = Path(os.environ.get("QSO_RUNNER_PATH", "/runner")) / "runner.py"
     # A task of another job (tasks.py): the pickled call is the program.
     task_payload_url = read_secret(runtime_dir, "task-payload-url")
-    if task_payload_url:
-        program = Path(__file__)  # stands in for the check below
-    elif not program.is_file() and runner.is_file():
+    if not task_payload_url and not program.is_file() and runner.is_file():
         # An image built for IBM's service: its Runner().run(arguments) is the program.
         program, workdir = Path(__file__).with_name("runner_entry.py"), runner.parent
-    if not program.is_file():
+    if not task_payload_url and not program.is_file():
         present = (
             sorted(str(p.relative_to(source_dir)) for p in source_dir.rglob("*.py"))
             if source_dir.is_dir()
