@@ -433,13 +433,36 @@ def _remove_pod_cgroups() -> None:
 
 
 def _remove_pod_netns() -> None:
-    """Network namespaces containerd's CRI made for pods (/var/run/netns/cni-*), if left over."""
-    netns_dir = Path("/var/run/netns")
+    """Network namespaces containerd's CRI made for pods (/run/netns/cni-*), if left over.
+
+    /run may be on disk, so these outlive a reboot's mounts, and a file there can be mounted
+    more than once: ``ip netns add`` (the worker nodes) binds /run/netns over itself, which
+    hides a namespace mounted before it under a copy. unlink() of a file that is a mount point
+    anywhere in this mount namespace, hidden or not, fails with EBUSY (CI's cold run stopped
+    on it). So when only pod namespaces are left, the self-bind goes first (``ip netns`` makes
+    it again), then each file's mounts, then the file. One still held is reported and left:
+    the next cluster's namespaces get new names."""
+    netns_dir = Path("/var/run/netns").resolve()
     if not netns_dir.is_dir():
         return
-    for entry in netns_dir.glob("cni-*"):
-        subprocess.run(["umount", "-l", str(entry)], capture_output=True)
-        entry.unlink(missing_ok=True)
+    entries = sorted(netns_dir.glob("cni-*"))
+    if not entries:
+        return
+    only_pods = all(child.name.startswith("cni-") for child in netns_dir.iterdir())
+    if only_pods and str(netns_dir) in procs.mounts_under(netns_dir):
+        subprocess.run(["umount", "-l", str(netns_dir)], capture_output=True)
+    held = []
+    for entry in entries:
+        for _ in range(8):  # one umount per stacked mount; bounded, as a hidden one stays
+            if not procs.mounts_under(entry):
+                break
+            subprocess.run(["umount", "-l", str(entry)], capture_output=True)
+        try:
+            entry.unlink(missing_ok=True)
+        except OSError as error:
+            held.append(f"{entry.name} ({error.strerror})")
+    if held:
+        say(f"left {len(held)} pod network namespace file(s) the kernel holds: {', '.join(held)}")
 
 
 def down(paths: Paths) -> None:
