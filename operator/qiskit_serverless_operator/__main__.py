@@ -20,8 +20,8 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
-# kopf logs every handler call; these two run every second and on every job event.
-_ROUTINE = ("Timer 'admission_tick' succeeded", "Handler 'job_record' succeeded")
+# kopf logs every handler call; this one runs on every job event.
+_ROUTINE = "Handler 'job_record' succeeded"
 
 
 def _not_routine(record: logging.LogRecord) -> bool:

@@ -16,7 +16,8 @@ async def find_function(ctx: Context, sj: dict[str, Any]) -> dict[str, Any] | No
     in the provider's catalog (the namespace named after the provider)."""
     title, provider = sj["spec"]["function"], sj["spec"].get("provider")
     where = jobspec.placement(sj)
-    for qf in await ctx.kube.list(QiskitFunction, where.namespace):
+    # crds/: spec.title is a selectable field, so only the functions of that title travel.
+    for qf in await ctx.kube.list(QiskitFunction, where.namespace, fields={"spec.title": title}):
         spec = qf["spec"]
         if spec.get("title") == title and (not where.remote or spec.get("provider") == provider):
             return qf

@@ -7,7 +7,6 @@ cluster afresh; the triggers only decide *when* to look, never *what* to do.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import kopf
@@ -25,8 +24,6 @@ from .jobstore import record_of, store
 
 log = logging.getLogger(__name__)
 
-# An admission tick slower than this is logged: admissions wait for it.
-SLOW_TICK_SECONDS = 5.0
 # How soon a handler that failed on an unexpected error (the API server restarting: refused
 # connections, timeouts) runs again. kopf's default is 60 s, a minute of no admissions
 # after every API server restart; a TemporaryError still says its own delay.
@@ -108,33 +105,38 @@ async def child_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
     parent = labels.get(c.LABEL_JOB)
     if parent:
         # A catalog function's pod runs in its provider's namespace, its job in the user's.
-        await reconcile_job(labels.get(c.LABEL_JOB_NAMESPACE) or namespace, parent)
+        key = f"{labels.get(c.LABEL_JOB_NAMESPACE) or namespace}/{parent}"
+        if body.get("kind") == "Pod" and (body.get("status") or {}).get("phase") in POD_ENDED:
+            scheduler.pod_ended(key)
+        await reconcile_job(*key.split("/", 1))
 
 
 # ----------------------------------------------------------------------------- admission
 
+POD_ENDED = ("Succeeded", "Failed")
+
 
 @kopf.on.event(c.GROUP, c.VERSION, c.JOB_PLURAL)
 async def job_record(type: str, body: kopf.Body, **_: Any) -> None:
-    """Every ServerlessJob event updates the queue's record of that job (see jobstore)."""
+    """Every ServerlessJob event updates the queue's record of that job (see jobstore), and
+    wakes the admission loop when the change can change its plan."""
     meta = body.get("metadata", {})
     if type == "DELETED":
         store.gone(f"{meta.get('namespace')}/{meta.get('name')}", meta.get("uid", ""))
-    else:
-        store.seen(record_of(body))
+        return
+    new = record_of(body)
+    old = store.records.get(new.key)
+    store.seen(new)
+    if scheduler.worth_a_tick(old, new):
+        scheduler.wake()
 
 
-@kopf.timer(c.GROUP, c.VERSION, c.QUEUE_PLURAL, interval=1.0, sharp=False, backoff=1.0)
-async def admission_tick(body: kopf.Body, **_: Any) -> None:
-    """The admission loop: one tick a second, in the active replica only."""
+@kopf.daemon(c.GROUP, c.VERSION, c.QUEUE_PLURAL, backoff=1.0, cancellation_timeout=5.0)
+async def admission_loop(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """The admission loop (scheduler.admission_loop), in the active replica only."""
     if body["metadata"]["name"] != c.QUEUE_NAME:
         return
-    began = time.monotonic()
-    records = await scheduler.job_records()
-    await scheduler.tick(dict(body), records, start=reconcile_job)
-    took = time.monotonic() - began
-    if took > SLOW_TICK_SECONDS:
-        log.warning("admission tick took %.1f s (%d job records)", took, len(records))
+    await scheduler.admission_loop(lambda: dict(body), stopped, start=reconcile_job)
 
 
 # No per-job timer: kopf keeps the whole body of every object of a kind that has timers or

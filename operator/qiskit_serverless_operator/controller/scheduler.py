@@ -1,8 +1,10 @@
 """The admission queue: between QUEUED and INITIALIZING, one loop decides who starts.
 
-It is a kopf timer on the cluster-scoped ServerlessQueue ``default``, so it runs in the
-active replica only (kopf stops timers while peering pauses a replica), once a second.
-Each tick works from the cluster's own records alone:
+It is a kopf daemon on the cluster-scoped ServerlessQueue ``default``, so it runs in the
+active replica only (kopf stops daemons while peering pauses a replica). It ticks when the
+news can change the plan (a job starts waiting, a job's pod or the job ends: ``wake``) and
+at least once a second; on an idle cluster a new job is admitted at once instead of at the
+next whole second. Each tick works from the cluster's own records alone:
 
 - every ServerlessJob as a small record (``jobstore``: kept by events, checked by listings);
 - the finished jobs' usage ledger in the ServerlessQueue's status (durable);
@@ -20,6 +22,7 @@ add their elapsed seconds on top, live.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import time
@@ -61,6 +64,8 @@ class _Memory:
 
     admitted: dict[str, float]
     positions: dict[str, float] = field(default_factory=dict)
+    # Jobs whose pod has finished while their status does not say so yet (pod_ended).
+    ended: dict[str, float] = field(default_factory=dict)
     nodes: tuple[float, int, int] | None = None  # (fetched at, cpu millis, memory bytes)
 
 
@@ -70,6 +75,83 @@ watched_namespaces: tuple[str, ...] = ()
 # A full listing now and then, besides the first: catches a deletion whose event was lost.
 RESYNC_SECONDS = 600.0
 LIST_PAGE = 500
+
+
+# The loop ticks at least this often, and sooner when woken; after a tick it rests a few
+# times what the tick took (at least REST_MIN_SECONDS) before the next, so that a burst of
+# thousands of jobs (each one news) costs a bounded share of a core, not a tick per job.
+TICK_SECONDS = 1.0
+REST_MIN_SECONDS = 0.05
+REST_PER_TICK_SECOND = 3.0
+
+
+class _Wake:
+    """The admission loop's alarm: set by news, cleared by the loop when it ticks."""
+
+    def __init__(self) -> None:
+        self.event: asyncio.Event | None = None  # made in the loop's own event loop
+
+    def set(self) -> None:
+        if self.event is not None:
+            self.event.set()
+
+
+_wake = _Wake()
+
+
+def wake() -> None:
+    """Ask the admission loop for a tick now (it may rest a moment first, see above)."""
+    _wake.set()
+
+
+def worth_a_tick(old: JobRecord | None, new: JobRecord) -> bool:
+    """Whether a job's new record can change the plan: it starts waiting for admission, or
+    it ends (a slot, and its requests, are free). Other changes wait for the next tick."""
+    waiting = new.phase == JobPhase.QUEUED and new.reason == QueueReason.PENDING
+    if waiting and not new.admitted:
+        return old is None or old.phase != new.phase or old.reason != new.reason
+    return new.phase in _TERMINAL and (old is None or old.phase not in _TERMINAL)
+
+
+def pod_ended(key: str) -> None:
+    """A job's pod has finished (its phase Succeeded or Failed): its requests no longer hold
+    the node, so the queue stops counting them now instead of after the operator has kept
+    the logs and written the job's end (seconds with a busy object store), and ticks."""
+    _memory.ended.setdefault(key, time.time())
+    wake()
+
+
+async def admission_loop(
+    queue: Callable[[], dict[str, Any]], stopped: kopf.DaemonStopped, start: Reconcile
+) -> None:
+    """Tick until stopped (kopf's daemon on the ServerlessQueue: the active replica only).
+    ``queue`` gives the ServerlessQueue's latest body (kopf keeps a daemon's body live)."""
+    _wake.event = asyncio.Event()
+    _wake.event.set()  # the first tick at once: news from before the loop started
+    while not stopped:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_wake.event.wait(), timeout=TICK_SECONDS)
+        if stopped:
+            break
+        _wake.event.clear()
+        began = time.monotonic()
+        try:
+            records = await job_records()
+            await tick(queue(), records, start=start)
+        except Exception as exc:  # the API server restarting, say: tick again after a pause
+            log.error("admission tick failed: %r", exc)
+            _wake.event.set()
+            rest = TICK_SECONDS
+        else:
+            took = time.monotonic() - began
+            if took > SLOW_TICK_SECONDS:
+                log.warning("admission tick took %.1f s (%d job records)", took, len(records))
+            rest = max(REST_MIN_SECONDS, REST_PER_TICK_SECOND * took)
+        await stopped.wait(rest)
+
+
+# An admission tick slower than this is logged: admissions wait for it.
+SLOW_TICK_SECONDS = 5.0
 
 
 async def ensure_queue(ctx: Context) -> None:
@@ -166,12 +248,17 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
     if finished:
         status = await usage.account(ctx, finished, status, now)
 
-    for key, at in list(_memory.admitted.items()):
-        if now - at > 60:
-            del _memory.admitted[key]
+    for kept in (_memory.admitted, _memory.ended):
+        for key, at in list(kept.items()):
+            if now - at > 60:
+                del kept[key]
     admitted_keys = set(_memory.admitted)
     running_records = [
-        r for r in records if (r.admitted or r.key in admitted_keys) and r.phase not in _TERMINAL
+        r
+        for r in records
+        if (r.admitted or r.key in admitted_keys)
+        and r.phase not in _TERMINAL
+        and r.key not in _memory.ended
     ]
     waiting_records = {
         r.key: r
@@ -185,6 +272,8 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
         if rec.admitted:
             _memory.admitted.pop(rec.key, None)
             _memory.positions.pop(rec.key, None)
+        if rec.phase in _TERMINAL:
+            _memory.ended.pop(rec.key, None)
 
     used = usage.decayed_usage(status.get("ledger") or {}, now, cfg.usage_half_life_seconds)
     for r in running_records:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 from typing import Any
 
 from .. import constants as c
@@ -27,6 +28,10 @@ _lock = asyncio.Lock()
 # This process's own last ledger write, until the watch brings it back (never the only copy:
 # it is written to the API first).
 _own_status: dict[str, Any] | None = None
+# Jobs this process marked accounted, until their records say so (the admission loop may
+# tick again before the mark's event arrives): job UID -> when marked (monotonic).
+_marked: dict[str, float] = {}
+MARK_MEMORY_SECONDS = 60.0
 
 
 def iso(seconds: float) -> str:
@@ -38,7 +43,9 @@ def latest_status(queue: dict[str, Any] | None) -> dict[str, Any]:
     back yet."""
     status = dict((queue or {}).get("status") or {})
     mine = _own_status
-    if mine and (mine.get("updatedAt") or "") > (status.get("updatedAt") or ""):
+    # Whole seconds, and this process is the only writer: a watched copy from the same
+    # second as ours may be an earlier write of that second, never a later one.
+    if mine and (mine.get("updatedAt") or "") >= (status.get("updatedAt") or ""):
         status = {**status, **mine}
     return status
 
@@ -98,12 +105,19 @@ async def _account(
         status = {**status, "ledger": ledger, "accountedJobs": seen, "updatedAt": iso(now)}
         await ctx.kube.patch_status(ServerlessQueue, c.QUEUE_NAME, None, _ledger_patch(status))
         _own_status = status
+    marked_at = time.monotonic()
+    for uid, at in list(_marked.items()):
+        if marked_at - at > MARK_MEMORY_SECONDS:
+            del _marked[uid]
     for rec in finished:
+        if rec.uid in _marked:
+            continue
         try:
             await ctx.kube.patch_status(ServerlessJob, rec.name, rec.namespace, {"accounted": True})
         except ApiError as exc:
             if exc.status.code != 404:
                 raise
+        _marked[rec.uid] = marked_at
     return status
 
 
