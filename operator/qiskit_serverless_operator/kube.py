@@ -11,6 +11,7 @@ from typing import Any
 
 from lightkube import AsyncClient, codecs
 from lightkube.core.exceptions import ApiError
+from lightkube.core.selector import build_selector
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import ConfigMap, Pod, Secret
@@ -86,6 +87,26 @@ class Kube:
             res, namespace=namespace, chunk_size=page, labels=labels or None, fields=fields or None
         ):
             yield _plain(obj)
+
+    async def list_cached(
+        self, res: Any, namespace: str, fields: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Objects as the API server's cache holds them (resourceVersion=0), not a quorum
+        read: a plain list waits until the cache has caught up with etcd's latest revision,
+        which right after any write in the cluster (an admission, say) took 60-70 ms on the
+        local cluster against 3 ms from the cache. For reads where a view milliseconds old
+        is as good as the latest (a job's function)."""
+        generic = self.client._client
+        request = generic.prepare_request(
+            "list",
+            res,
+            namespace=namespace,
+            params={
+                "resourceVersion": "0",
+                "fieldSelector": build_selector(fields, for_fields=True) if fields else None,
+            },
+        )
+        return [_plain(obj) async for obj in generic.list(request)]
 
     async def each_metadata(
         self, res: Any, namespace: str, page: int = 500

@@ -213,3 +213,24 @@ def test_a_pod_that_ended_frees_its_requests_before_the_job_says_so(
     asyncio.run(round_())
     assert started == ["waiting"]
     assert any(name == "waiting" and "admittedAt" in st for name, st in kube.patches)
+
+
+def pod(phase: str, main_state: str) -> dict[str, Any]:
+    return {
+        "kind": "Pod",
+        "status": {
+            "phase": phase,
+            "containerStatuses": [{"name": "main", "state": {main_state: {}}}],
+        },
+    }
+
+
+def test_a_program_has_ended_once_its_container_terminated() -> None:
+    from qiskit_serverless_operator.controller.handlers import program_ended
+
+    assert not program_ended(pod("Pending", "waiting"))
+    assert not program_ended(pod("Running", "running"))
+    # The kubelet reports the container's end about a second before the pod's phase.
+    assert program_ended(pod("Running", "terminated"))
+    assert program_ended(pod("Succeeded", "terminated"))
+    assert program_ended({"kind": "Pod", "status": {"phase": "Failed"}})

@@ -16,8 +16,12 @@ async def find_function(ctx: Context, sj: dict[str, Any]) -> dict[str, Any] | No
     in the provider's catalog (the namespace named after the provider)."""
     title, provider = sj["spec"]["function"], sj["spec"].get("provider")
     where = jobspec.placement(sj)
-    # crds/: spec.title is a selectable field, so only the functions of that title travel.
-    for qf in await ctx.kube.list(QiskitFunction, where.namespace, fields={"spec.title": title}):
+    # crds/: spec.title is a selectable field, so only the functions of that title travel;
+    # from the API server's cache: a function changed in the same milliseconds as the job's
+    # read is a race either way, and the job's reconcile runs again on the function's news.
+    for qf in await ctx.kube.list_cached(
+        QiskitFunction, where.namespace, fields={"spec.title": title}
+    ):
         spec = qf["spec"]
         if spec.get("title") == title and (not where.remote or spec.get("provider") == provider):
             return qf

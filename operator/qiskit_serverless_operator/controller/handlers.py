@@ -6,6 +6,7 @@ cluster afresh; the triggers only decide *when* to look, never *what* to do.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -43,6 +44,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         phases=lambda: [record.phase for record in store.all()],
     )
     memo.job_endpoint = await job_endpoint.start(cfg.job_endpoint_bind, cfg.job_endpoint_port)
+    # boto3 loads its models and endpoint rules on first use (0.2 s here): in a thread now,
+    # not in the first job's start. A presigned URL is made locally, without a request.
+    memo.storage_warm_up = asyncio.get_running_loop().run_in_executor(
+        None, get_context().store.presign_get, "warm-up", 60
+    )
     log.info("operator configured: runtime image %s, bucket %s", cfg.runtime_image, cfg.s3.bucket)
 
 
@@ -106,14 +112,25 @@ async def child_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
     if parent:
         # A catalog function's pod runs in its provider's namespace, its job in the user's.
         key = f"{labels.get(c.LABEL_JOB_NAMESPACE) or namespace}/{parent}"
-        if body.get("kind") == "Pod" and (body.get("status") or {}).get("phase") in POD_ENDED:
+        if body.get("kind") == "Pod" and program_ended(body):
             scheduler.pod_ended(key)
         await reconcile_job(*key.split("/", 1))
 
 
-# ----------------------------------------------------------------------------- admission
+def program_ended(pod: kopf.Body) -> bool:
+    """The job's program is over: its container has terminated (about a second before the
+    kubelet writes the pod's phase, with restartPolicy Never it never runs again), or the
+    pod has a final phase."""
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return True
+    return any(
+        container.get("name") == "main" and "terminated" in (container.get("state") or {})
+        for container in status.get("containerStatuses") or []
+    )
 
-POD_ENDED = ("Succeeded", "Failed")
+
+# ----------------------------------------------------------------------------- admission
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.JOB_PLURAL)

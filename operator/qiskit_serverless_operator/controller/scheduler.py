@@ -114,11 +114,13 @@ def worth_a_tick(old: JobRecord | None, new: JobRecord) -> bool:
 
 
 def pod_ended(key: str) -> None:
-    """A job's pod has finished (its phase Succeeded or Failed): its requests no longer hold
-    the node, so the queue stops counting them now instead of after the operator has kept
-    the logs and written the job's end (seconds with a busy object store), and ticks."""
-    _memory.ended.setdefault(key, time.time())
-    wake()
+    """A job's program has ended (its container terminated): its requests no longer hold the
+    node, so the queue stops counting them now, not seconds later when the Job controller
+    has written its verdict and the operator has kept the logs and written the job's end;
+    and ticks, once per job."""
+    if key not in _memory.ended:
+        _memory.ended[key] = time.time()
+        wake()
 
 
 async def admission_loop(
@@ -215,6 +217,26 @@ async def _patch_job(ctx: Context, rec: JobRecord, changes: dict[str, Any]) -> b
         raise
 
 
+def _waits_the_same(a: JobRecord, b: JobRecord) -> bool:
+    """Whether two records of a job agree on all an admission was decided from."""
+    fields = ("uid", "phase", "reason", "admitted", "user", "priority", "cpu", "memory")
+    return all(getattr(a, f) == getattr(b, f) for f in fields)
+
+
+async def _admit(ctx: Context, rec: JobRecord, changes: dict[str, Any]) -> bool:
+    """The admission write, conditional on the job being as the plan saw it. A job's first
+    status is followed at once by kopf's own bookkeeping write (its annotations), so the
+    record a wake-up tick holds is often one version behind: on a conflict the job is read
+    again, and admitted against that copy if it still waits as recorded."""
+    if await _patch_job(ctx, rec, changes):
+        return True
+    body = await ctx.kube.get(ServerlessJob, rec.name, rec.namespace)
+    if body is None:
+        return False
+    fresh = record_of(body)
+    return _waits_the_same(rec, fresh) and await _patch_job(ctx, fresh, changes)
+
+
 async def sync_store(ctx: Context) -> None:
     """Merge a full listing of the ServerlessJobs (in pages) into the store."""
     began = time.monotonic()
@@ -272,7 +294,8 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
         if rec.admitted:
             _memory.admitted.pop(rec.key, None)
             _memory.positions.pop(rec.key, None)
-        if rec.phase in _TERMINAL:
+        if rec.phase in _TERMINAL or rec.reason == c.REASON_START_RETRY:
+            # Over; or its pod never ran and a new one is being made: it counts again.
             _memory.ended.pop(rec.key, None)
 
     used = usage.decayed_usage(status.get("ledger") or {}, now, cfg.usage_half_life_seconds)
@@ -313,7 +336,7 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
     started = []
     for key in plan.admit:
         rec = waiting_records[key]
-        ok = await _patch_job(
+        ok = await _admit(
             ctx,
             rec,
             {
