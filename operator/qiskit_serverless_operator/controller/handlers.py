@@ -7,6 +7,7 @@ cluster afresh; the triggers only decide *when* to look, never *what* to do.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from typing import Any
 
@@ -32,8 +33,13 @@ RETRY = 3.0
 OWNED = {c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_JOB: kopf.PRESENT}
 
 
+# What start-up begins and clean-up ends. Not in kopf's memo: kopf gives every object a
+# copy of it, 10,000 copies for 10,000 jobs.
+_running: dict[str, Any] = {}
+
+
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     cfg = OperatorConfig.from_env()
     set_context(Context(config=cfg, kube=Kube(), store=ObjectStore(cfg.s3)))
     kopf_settings.configure(settings, cfg)
@@ -43,23 +49,29 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         cfg.metrics_bind,
         phases=lambda: [record.phase for record in store.all()],
     )
-    memo.job_endpoint = await job_endpoint.start(cfg.job_endpoint_bind, cfg.job_endpoint_port)
+    endpoint = await job_endpoint.start(cfg.job_endpoint_bind, cfg.job_endpoint_port)
+    _running["job_endpoint"] = endpoint
     # boto3 loads its models and endpoint rules on first use (0.2 s here): in a thread now,
     # not in the first job's start. A presigned URL is made locally, without a request.
-    memo.storage_warm_up = asyncio.get_running_loop().run_in_executor(
+    _running["storage_warm_up"] = asyncio.get_running_loop().run_in_executor(
         None, get_context().store.presign_get, "warm-up", 60
     )
     log.info("operator configured: runtime image %s, bucket %s", cfg.runtime_image, cfg.s3.bucket)
 
 
 @kopf.on.cleanup()
-async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    runner = getattr(memo, "job_endpoint", None)
+async def cleanup(**_: Any) -> None:
+    runner = _running.pop("job_endpoint", None)
     if runner is not None:
         await runner.cleanup()
 
 
 # ----------------------------------------------------------------------------- jobs
+
+
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    """A kopf Body (a live view) as the plain nested dicts the reconciles read and copy."""
+    return {key: copy.deepcopy(value) for key, value in body.items()}
 
 
 def spec_not_yet_seen(body: kopf.Body, **_: Any) -> bool:
@@ -88,8 +100,9 @@ def worth_a_look_on_resume(body: kopf.Body, **_: Any) -> bool:
 
 @kopf.on.resume(c.GROUP, c.VERSION, c.JOB_PLURAL, when=worth_a_look_on_resume, backoff=RETRY)
 @kopf.on.create(c.GROUP, c.VERSION, c.JOB_PLURAL, backoff=RETRY)
-async def job_changed(name: str, namespace: str, **_: Any) -> None:
-    await reconcile_job(namespace, name)
+async def job_changed(name: str, namespace: str, body: kopf.Body, **_: Any) -> None:
+    # The event's own copy: one read less per new job (10,000 of them in a burst).
+    await reconcile_job(namespace, name, body=_plain(body))
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.JOB_PLURAL, when=spec_not_yet_seen)

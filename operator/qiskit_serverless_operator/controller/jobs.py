@@ -434,11 +434,14 @@ async def _finish(
     return status
 
 
-async def reconcile_job(namespace: str, name: str) -> None:
+async def reconcile_job(namespace: str, name: str, body: dict[str, Any] | None = None) -> None:
+    """``body``: the job as an event just brought it (kopf's creation and resume handlers),
+    instead of reading it again: every status write is conditional on its resourceVersion,
+    so a copy that turns out stale costs a retry, never a wrong write."""
     ctx = get_context()
     # The slot first, then the job's lock: one order everywhere, so no two wait on each other.
     async with ctx.job_slots, ctx.lock(f"{namespace}/{name}"):
-        sj = await ctx.kube.get(ServerlessJob, name, namespace)
+        sj = body if body is not None else await ctx.kube.get(ServerlessJob, name, namespace)
         if sj is None or sj["metadata"].get("deletionTimestamp"):
             return
         await _reconcile_locked(ctx, sj)

@@ -8,6 +8,7 @@ import kopf
 
 from .. import constants as c
 from ..config import OperatorConfig
+from . import lean_events
 
 # Server-side filters for the kinds the operator creates (handlers.py watches them with the
 # same label): kopf is sent only our own pods and batch Jobs. A handler's label filter alone
@@ -17,6 +18,7 @@ OWN_KINDS = (("", "v1", "pods"), ("batch", "v1", "jobs"))
 
 
 def configure(settings: kopf.OperatorSettings, cfg: OperatorConfig) -> None:
+    lean_events.install()
     # Our own domain for kopf's bookkeeping, so Argo CD can be told to ignore it.
     settings.persistence.finalizer = c.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
