@@ -7,6 +7,7 @@ import json
 from kubernetes import client
 
 from qiskit_serverless_operator import constants as c
+from qiskit_serverless_operator.controller import jobspec
 from tests.kube import REPO_ROOT, kubectl, wait_until
 from tests.serverless import (
     custom,
@@ -172,3 +173,50 @@ def test_phases_and_events_are_visible_to_kubectl(
     assert "serverlessjob.serverless.qiskit.org/quick-1" in listed
     explained = kubectl(cluster, "explain", "sj.spec.timeoutSeconds").stdout
     assert "Wall-clock limit for the run" in explained
+
+
+ARGUMENT_SIZE = """
+from qiskit_serverless import get_arguments, save_result
+save_result({"size": len(get_arguments()["blob"])})
+"""
+
+
+def test_a_pod_mounts_one_secret_unless_its_arguments_need_their_own(
+    api_client: client.ApiClient,
+    core: client.CoreV1Api,
+    cluster: dict,
+    namespace: str,
+    operator,
+) -> None:
+    """A job's arguments ride in its runtime Secret (the kubelet syncs one new Secret per
+    pod, not two); arguments too large to share it get a Secret of their own, and the
+    program reads the same either way."""
+    api = custom(api_client)
+    make_function(api, namespace, "sizer", {"main.py": ARGUMENT_SIZE})
+    wait_function_phase(api, namespace, "sizer", "Ready", timeout=240)
+    # Just under what a Secret holds on its own (1 MiB less the 4 KiB kept free): with the
+    # runtime Secret's links and token the two no longer fit in one.
+    big = "x" * (c.SECRET_MAX_BYTES - 4096 - len('{"blob":""}'))
+    arguments = client.V1Secret(
+        metadata=client.V1ObjectMeta(name="big-args"),
+        string_data={c.ARGUMENTS_FILE: json.dumps({"blob": big}, separators=(",", ":"))},
+    )
+    core.create_namespaced_secret(namespace, arguments)
+    make_job(api, namespace, "small", "sizer", arguments={"inline": {"blob": "abc"}})
+    make_job(api, namespace, "large", "sizer", arguments={"secretRef": {"name": "big-args"}})
+    for name in ("small", "large"):
+        status = wait_job(api, namespace, name, {"DONE", "ERROR"}, timeout=240)["status"]
+        assert status["phase"] == "DONE", status.get("message")
+
+    def mounted_secrets(job: str) -> set[str]:
+        (pod,) = core.list_namespaced_pod(namespace, label_selector=f"{c.LABEL_JOB}={job}").items
+        return {v.secret.secret_name for v in pod.spec.volumes if v.secret}
+
+    assert mounted_secrets("small") == {jobspec.runtime_secret_name("small")}
+    assert mounted_secrets("large") == {
+        jobspec.runtime_secret_name("large"),
+        jobspec.arguments_secret_name("large"),
+    }
+    for name, size in (("small", 3), ("large", len(big))):
+        status = get_job(api, namespace, name)["status"]
+        assert json.loads(read_object(cluster, status["result"])) == {"size": size}

@@ -234,3 +234,41 @@ def test_a_program_has_ended_once_its_container_terminated() -> None:
     assert program_ended(pod("Running", "terminated"))
     assert program_ended(pod("Succeeded", "terminated"))
     assert program_ended({"kind": "Pod", "status": {"phase": "Failed"}})
+
+
+def test_a_childs_signature_moves_only_with_what_the_phase_is_derived_from() -> None:
+    from qiskit_serverless_operator.controller.handlers import child_signature
+
+    def pod_with(**status: Any) -> dict[str, Any]:
+        return {"kind": "Pod", "metadata": {"uid": "p"}, "status": status}
+
+    running = {"name": "main", "state": {"running": {"startedAt": "t"}}, "ready": False}
+    base = pod_with(phase="Running", containerStatuses=[running])
+    # Readiness, pod conditions, IPs: not what a job's phase is derived from.
+    chatter = pod_with(
+        phase="Running",
+        podIP="10.0.0.1",
+        conditions=[{"type": "Ready", "status": "True"}],
+        containerStatuses=[{**running, "ready": True}],
+    )
+    assert child_signature(base) == child_signature(chatter)
+    ended = {"name": "main", "state": {"terminated": {"exitCode": 3, "reason": "Error"}}}
+    assert child_signature(base) != child_signature(
+        pod_with(phase="Running", containerStatuses=[ended])
+    )
+    deleting = {**base, "metadata": {"uid": "p", "deletionTimestamp": "t"}}
+    assert child_signature(base) != child_signature(deleting)
+
+    def job_with(**status: Any) -> dict[str, Any]:
+        return {
+            "kind": "Job",
+            "metadata": {"uid": "j"},
+            "spec": {"suspend": False},
+            "status": status,
+        }
+
+    assert child_signature(job_with(active=1)) == child_signature(job_with(active=1, ready=1))
+    complete = job_with(conditions=[{"type": "Complete", "status": "True"}], completionTime="t")
+    assert child_signature(job_with(active=1)) != child_signature(complete)
+    suspended = {**job_with(), "spec": {"suspend": True}}
+    assert child_signature(job_with()) != child_signature(suspended)

@@ -105,3 +105,16 @@ def test_a_container_the_runtime_never_started_is_marked_for_a_new_pod():
     own = _pod({"terminated": {"exitCode": 128, "reason": "Error"}})
     program = observe(_job({"type": "Failed"}), own)
     assert not program.never_started and program.reason == "ProgramFailed"
+
+
+def test_exit_code_0_is_done_before_the_job_controller_says_so_unless_the_pod_is_deleted():
+    finished = {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": "t"}}
+    done = observe(_job(), _pod(finished))
+    assert (done.phase, done.reason, done.finished_at) == (JobPhase.DONE, "Succeeded", "t")
+    # Being deleted (the deadline, or by hand): a program may exit 0 on SIGTERM; the Job's
+    # verdict decides.
+    deleted = _pod(finished)
+    deleted["metadata"] = {"name": "p", "deletionTimestamp": "t"}
+    assert observe(_job(), deleted).phase == JobPhase.RUNNING
+    timeout = observe(_job({"type": "Failed", "reason": "DeadlineExceeded"}), deleted, 8)
+    assert timeout.reason == "Timeout"

@@ -291,3 +291,16 @@ def test_task_limits_agree_with_the_crd():
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert spec["properties"]["task"]["properties"]["index"]["maximum"] == (c.MAX_TASKS_PER_JOB - 1)
     assert tasks.MAX_PAYLOAD_BYTES == c.MAX_TASK_PAYLOAD_BYTES
+
+
+def test_the_runtime_secret_can_carry_the_arguments_and_says_what_it_weighs():
+    sj = _sj()
+    bare = jobspec.runtime_secret(sj, result_url="r", logs_url="l", gateway_token="t")
+    assert c.ARGUMENTS_FILE not in bare["stringData"]
+    with_args = jobspec.runtime_secret(
+        sj, result_url="r", logs_url="l", gateway_token="t", arguments_json='{"é":1}'
+    )
+    assert with_args["stringData"][c.ARGUMENTS_FILE] == '{"é":1}'
+    # Bytes as the API server counts them (keys and UTF-8 values), not characters.
+    added = len(c.ARGUMENTS_FILE) + len('{"é":1}'.encode())
+    assert jobspec.secret_bytes(with_args) == jobspec.secret_bytes(bare) + added

@@ -119,15 +119,59 @@ async def job_links_asked(name: str, namespace: str, type: str, **_: Any) -> Non
 
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
 @kopf.on.event("", "v1", "pods", labels=OWNED)
-async def child_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
+async def child_changed(body: kopf.Body, namespace: str, type: str, **_: Any) -> None:
     labels = body.get("metadata", {}).get("labels", {})
     parent = labels.get(c.LABEL_JOB)
-    if parent:
-        # A catalog function's pod runs in its provider's namespace, its job in the user's.
-        key = f"{labels.get(c.LABEL_JOB_NAMESPACE) or namespace}/{parent}"
-        if body.get("kind") == "Pod" and program_ended(body):
-            scheduler.pod_ended(key)
-        await reconcile_job(*key.split("/", 1))
+    if not parent:
+        return
+    # A catalog function's pod runs in its provider's namespace, its job in the user's.
+    key = f"{labels.get(c.LABEL_JOB_NAMESPACE) or namespace}/{parent}"
+    if body.get("kind") == "Pod" and program_ended(body):
+        scheduler.pod_ended(key)
+    uid = body.get("metadata", {}).get("uid", "")
+    if type == "DELETED":
+        _children_seen.pop(uid, None)
+    record = store.records.get(key)
+    if record is not None and record.phase in c.TERMINAL_JOB_PHASES:
+        return  # final: its pod and batch Job going away (their TTL) change nothing
+    signature = child_signature(body)
+    if type != "DELETED" and _children_seen.get(uid) == signature:
+        return  # nothing a job's phase is derived from has changed since its last look
+    await reconcile_job(*key.split("/", 1))
+    if type != "DELETED":
+        _children_seen[uid] = signature
+
+
+# Each child's (pod's, batch Job's) signature as the job's last reconcile from its events
+# saw it, by the child's UID, until the child is deleted. A pod has about ten events and a
+# batch Job five or more, most of them about nothing the job's phase depends on (ready
+# counts, conditions of the pod's own, a kubelet's heartbeat): each was a reconcile, three
+# reads and often a status write, 7 times the API server's work of a bare pod per job.
+_children_seen: dict[str, tuple[Any, ...]] = {}
+
+
+def child_signature(body: kopf.Body) -> tuple[Any, ...]:
+    """What ``observe`` reads of a pod or batch Job, compared between its events."""
+    meta, spec, status = (body.get(k) or {} for k in ("metadata", "spec", "status"))
+    deleting = bool(meta.get("deletionTimestamp"))
+    if body.get("kind") == "Pod":
+        containers = []
+        for container in (status.get("initContainerStatuses") or []) + (
+            status.get("containerStatuses") or []
+        ):
+            state = container.get("state") or {}
+            (what, detail), *_ = list(state.items()) or [(None, {})]
+            containers.append(
+                (container.get("name"), what, detail.get("reason"), detail.get("exitCode"))
+            )
+        return ("Pod", status.get("phase"), deleting, tuple(containers))
+    conditions = tuple(
+        sorted(
+            (cond.get("type"), cond.get("status"), cond.get("reason"))
+            for cond in status.get("conditions") or []
+        )
+    )
+    return ("Job", spec.get("suspend"), deleting, conditions, bool(status.get("completionTime")))
 
 
 def program_ended(pod: kopf.Body) -> bool:

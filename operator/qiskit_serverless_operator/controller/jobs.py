@@ -159,13 +159,8 @@ async def check_arguments(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) 
         ) from exc
 
 
-async def _arguments(ctx: Context, sj: dict[str, Any]) -> tuple[str, str]:
-    """The arguments Secret and key for the pod, creating the Secret for inline arguments
-    (and, for a pod in a provider's namespace, a copy of the job's there)."""
-    ref = (sj["spec"].get("arguments") or {}).get("secretRef")
-    if ref and not jobspec.placement(sj).remote:
-        await read_arguments(ctx, sj)  # it exists, and holds a JSON object
-        return ref["name"], ref.get("key") or c.ARGUMENTS_FILE
+async def _arguments_json(ctx: Context, sj: dict[str, Any]) -> str:
+    """The arguments as the pod reads them (compact JSON), checked to fit a Secret."""
     text = json.dumps(await read_arguments(ctx, sj), separators=(",", ":"))
     if len(text.encode()) > c.SECRET_MAX_BYTES - 4096:
         raise JobInputError(
@@ -173,9 +168,7 @@ async def _arguments(ctx: Context, sj: dict[str, Any]) -> tuple[str, str]:
             f"arguments are {len(text.encode())} bytes, over the 1 MiB a Kubernetes Secret "
             "holds; put large inputs in object storage and pass their location as an argument",
         )
-    secret = jobspec.arguments_secret(sj, text)
-    await ctx.kube.create_or_get(secret)
-    return secret["metadata"]["name"], c.ARGUMENTS_FILE
+    return text
 
 
 async def _check_credentials(ctx: Context, sj: dict[str, Any]) -> None:
@@ -198,10 +191,10 @@ async def _check_credentials(ctx: Context, sj: dict[str, Any]) -> None:
         await ctx.kube.create_or_get(jobspec.credentials_copy(sj, plain))
 
 
-async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> dict[str, Any]:
-    """Create the job's Secrets and batch Job (each create-or-get, so safe to repeat); the
-    batch Job as it is. What does not depend on each other goes at once: on an idle cluster
-    these round trips are most of what a job adds to its pod's start."""
+async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
+    """Create the job's Secrets and batch Job (each create-or-get, so safe to repeat). What
+    does not depend on each other goes at once: on an idle cluster these round trips are
+    most of what a job adds to its pod's start."""
     cfg = ctx.config
     meta = sj["metadata"]
     lifetime = jobspec.timeout_seconds(sj, cfg) + cfg.url_grace_seconds
@@ -218,8 +211,8 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> dict[s
         provider,
         provider_namespace=qf["metadata"]["namespace"],
     )
-    (args_secret, args_key), _, found = await asyncio.gather(
-        _arguments(ctx, sj),
+    arguments_json, _, found = await asyncio.gather(
+        _arguments_json(ctx, sj),
         _check_credentials(ctx, sj),
         job_endpoint.folder_listing(ctx, folders, min(lifetime, storage.MAX_URL_SECONDS)),
     )
@@ -255,12 +248,21 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> dict[s
         # A folder of thousands of files: the pod asks the job endpoint instead.
         files_listing=listing if len(listing) <= MAX_LISTING_BYTES else None,
         provider_logs_url=ctx.store.presign_put(provider_logs_key, lifetime) if provider else None,
+        arguments_json=arguments_json,
     )
+    if jobspec.secret_bytes(runtime_secret) > c.SECRET_MAX_BYTES:
+        del runtime_secret["stringData"][c.ARGUMENTS_FILE]  # in a Secret of their own, below
     made = await asyncio.gather(
         ctx.kube.create_or_get(runtime_secret),
         *(ctx.kube.create_or_get(secret) for secret in read_secrets),
     )
     runtime = made[0][0]
+    # Decided by the Secret that exists (one made before a restart may hold them or not).
+    args_secret = runtime_secret["metadata"]["name"]
+    if c.ARGUMENTS_FILE not in (runtime.get("data") or {}):
+        separate = jobspec.arguments_secret(sj, arguments_json)
+        await ctx.kube.create_or_get(separate)
+        args_secret = separate["metadata"]["name"]
     # The job endpoint checks the pod's token against this digest in the job's status, not
     # against the Secret: the pod keeps its copy of a Secret deleted under it, and its calls
     # keep working. Written before the pod can exist, from whichever Secret won (safe to
@@ -273,8 +275,10 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> dict[s
             ServerlessJob, meta["name"], meta["namespace"], {"tokenSha256": digest}
         )
     try:
-        job, _ = await ctx.kube.create_or_get(
-            jobspec.batch_job(sj, qf, cfg, arguments_secret=args_secret, arguments_key=args_key)
+        await ctx.kube.create_or_get(
+            jobspec.batch_job(
+                sj, qf, cfg, arguments_secret=args_secret, arguments_key=c.ARGUMENTS_FILE
+            )
         )
     except ApiError as exc:
         if exc.status.code != 422:
@@ -284,7 +288,6 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> dict[s
         raise JobInputError(
             "InvalidPodSpec", f"Kubernetes refused the job's pod: {exc.status.message}"
         ) from exc
-    return job
 
 
 def _owned_by(pod: dict[str, Any], job: dict[str, Any]) -> bool:
@@ -345,8 +348,12 @@ async def _write_status(ctx: Context, sj: dict[str, Any], changes: dict[str, Any
         new["observedGeneration"],
         old.get("conditions") or [],
     )
-    if {k: v for k, v in new.items() if k != "conditions"} == {
-        k: v for k, v in old.items() if k != "conditions"
+    # A running job's duration grows by itself: alone it is no reason to write (every pod
+    # and batch Job event of a running job would otherwise be a status write); it goes out
+    # with the next real change and is final at the end.
+    derived = ("conditions", "duration")
+    if {k: v for k, v in new.items() if k not in derived} == {
+        k: v for k, v in old.items() if k not in derived
     }:
         return
     try:
@@ -600,7 +607,7 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
                     },
                 )
                 sj = await ctx.kube.get(ServerlessJob, name, ns) or sj
-            job = await _start(ctx, sj, qf)
+            await _start(ctx, sj, qf)
         except JobInputError as bad:
             await _write_status(
                 ctx,
@@ -613,7 +620,9 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
                 },
             )
             return
-        sj = await ctx.kube.get(ServerlessJob, name, ns) or sj
+        # Started: the batch Job's and then the pod's events bring the next look (and the
+        # safety net, for a job admitted whose events never came).
+        return
 
     if (job.get("spec") or {}).get("suspend"):
         # Created for Kueue and not admitted yet (no pod, nothing to observe), or admitted

@@ -269,12 +269,16 @@ def runtime_secret(
     files_listing: str | None = None,
     provider_logs_url: str | None = None,
     task_payload_url: str | None = None,
+    arguments_json: str | None = None,
 ) -> dict[str, Any]:
     """What the pod needs to report back, and nothing more: no storage credentials. With
     ``files_listing``, the job's files folders (JSON: mount -> files with download links);
     with ``provider_logs_url``, where the provider's share of the logs goes; with
-    ``task_payload_url``, the pickled call a task's pod makes (runtime/tasks.py)."""
+    ``task_payload_url``, the pickled call a task's pod makes (runtime/tasks.py); with
+    ``arguments_json``, the arguments too (see ``secret_bytes``)."""
     data = {"result-url": result_url, "logs-url": logs_url, GATEWAY_TOKEN_KEY: gateway_token}
+    if arguments_json is not None:
+        data[c.ARGUMENTS_FILE] = arguments_json
     if task_payload_url is not None:
         data["task-payload-url"] = task_payload_url
     if files_listing is not None:
@@ -283,6 +287,20 @@ def runtime_secret(
         data["provider-logs-url"] = provider_logs_url
     where = placement(sj)
     return _job_secret(sj, runtime_secret_name(where.base), data, where=where)
+
+
+def secret_bytes(secret: dict[str, Any]) -> int:
+    """What a Secret made here holds, as the API server counts it against its 1 MiB.
+
+    A job's pod mounts one Secret, its runtime Secret, with the arguments in it when both
+    fit: the kubelet waits at most a second for a Secret it has not seen to reach its cache
+    ("failed to sync secret cache", kubernetes/kubernetes#126958), then retries the mount
+    half a second later; under load one pod in seven missed that with two Secrets each
+    (benchmarks/queue_burst.py), starting 1.5 s late. Large arguments with a large files
+    listing still get a Secret of their own."""
+    return sum(
+        len(key.encode()) + len(value.encode()) for key, value in secret["stringData"].items()
+    )
 
 
 def output_secret(sj: dict[str, Any], *, result_url: str, logs_url: str) -> dict[str, Any]:

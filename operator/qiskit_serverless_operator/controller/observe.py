@@ -180,7 +180,15 @@ def observe(
             started_at=running.get("startedAt"),
         )
     if terminated:
-        # The container ended but the Job controller has not written its verdict yet.
+        # The container ended; the Job controller writes its verdict a second or two later
+        # (it batches pod updates). Exit code 0 of the one container of a pod that never
+        # restarts is the program's success, its result already stored by the wrapper:
+        # DONE now. Not for a pod being deleted (the Job controller at the deadline, or by
+        # hand): a program may exit 0 on SIGTERM, and what the Job says decides then.
+        if exit_code == 0 and not deleting:
+            return Observation(
+                JobPhase.DONE, "Succeeded", "the program finished", 0, finished_at=finished_at
+            )
         if exit_code == 0:
             return Observation(JobPhase.RUNNING, "Finishing")
         if deleting:

@@ -49,8 +49,16 @@ MAX_STATUS_PATCHES_PER_TICK = 50
 # A waiting job's position is rewritten at most this often while its reason stays the same:
 # every admission moves every position, and each rewrite is an API write and a watch event.
 POSITION_REFRESH_SECONDS = 10.0
+# ... and further back less often: every POSITION_SECONDS_PER_PLACE seconds per place, so a
+# job at position 50 is rewritten every 100 s. Each rewrite costs the API server as much as a
+# job's phase change: with 100 positions at 10 s, a queue of hundreds spent a fifth of the
+# two CPUs of the local node on positions (benchmarks/queue_burst.py).
+POSITION_SECONDS_PER_PLACE = 2.0
 POSITION_PATCHES_AT_ONCE = 8
 NODE_CAPACITY_TTL = 30.0
+# The queue's summary (kubectl get sq) is written at most this often: ticks come faster
+# than that in a burst, and each write is an API write and a watch event.
+SUMMARY_SECONDS = 1.0
 _TERMINAL = {p.value for p in c.TERMINAL_JOB_PHASES}
 
 # What the tick does to a job it admitted, or the safety net to one in flight: the job's
@@ -66,6 +74,7 @@ class _Memory:
     positions: dict[str, float] = field(default_factory=dict)
     # Jobs whose pod has finished while their status does not say so yet (pod_ended).
     ended: dict[str, float] = field(default_factory=dict)
+    summary_at: float = float("-inf")  # when the queue's summary was last written (monotonic)
     nodes: tuple[float, int, int] | None = None  # (fetched at, cpu millis, memory bytes)
 
 
@@ -386,7 +395,8 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
             "; position", 1
         )[0]
         last = _memory.positions.get(key, 0.0)
-        if same_reason and rec.position is not None and now - last < POSITION_REFRESH_SECONDS:
+        refresh = max(POSITION_REFRESH_SECONDS, POSITION_SECONDS_PER_PLACE * position)
+        if same_reason and rec.position is not None and now - last < refresh:
             continue  # only the number moved: refresh it now and then, not every tick
         budget -= 1
         moves.append((rec, {"queuePosition": shown, "message": message}))
@@ -473,7 +483,11 @@ async def _write_summary(
     current = queue.get("status") or {}
     if all(current.get(key) == value for key, value in summary.items()):
         return
+    now = time.monotonic()
+    if now - _memory.summary_at < SUMMARY_SECONDS:
+        return  # a tick soon writes what it is then: counts, for people, not decisions
     await ctx.kube.patch_status(ServerlessQueue, c.QUEUE_NAME, None, summary)
+    _memory.summary_at = now
 
 
 SAFETY_NET_SECONDS = 30.0
