@@ -7,6 +7,7 @@ import json
 from kubernetes import client
 
 from qiskit_serverless_operator import constants as c
+from qiskit_serverless_operator import files
 from qiskit_serverless_operator.controller import jobspec
 from tests.kube import REPO_ROOT, kubectl, wait_until
 from tests.serverless import (
@@ -189,13 +190,18 @@ def test_a_pod_mounts_one_secret_unless_its_arguments_need_their_own(
     operator,
 ) -> None:
     """A job's arguments ride in its runtime Secret (the kubelet syncs one new Secret per
-    pod, not two); arguments too large to share it get a Secret of their own, and the
-    program reads the same either way."""
+    pod, not two); arguments that no longer fit in it beside the rest (here with a files
+    listing of 30 links) get a Secret of their own, and the program reads the same."""
     api = custom(api_client)
     make_function(api, namespace, "sizer", {"main.py": ARGUMENT_SIZE})
     wait_function_phase(api, namespace, "sizer", "Ready", timeout=240)
-    # Just under what a Secret holds on its own (1 MiB less the 4 KiB kept free): with the
-    # runtime Secret's links and token the two no longer fit in one.
+    # 30 files in the namespace user's folder: their download links go in the runtime Secret.
+    folder = files.job_folders(namespace, c.namespace_user(namespace), "sizer", None)
+    s3 = s3_client(cluster)
+    for i in range(30):
+        key = f"{folder[files.USER_MOUNT]}file-{i:02d}.txt"
+        s3.put_object(Bucket=cluster["s3"]["bucket"], Key=key, Body=b"x")
+    # As large as arguments may be (a Secret's 1 MiB less the 4 KiB kept free).
     big = "x" * (c.SECRET_MAX_BYTES - 4096 - len('{"blob":""}'))
     arguments = client.V1Secret(
         metadata=client.V1ObjectMeta(name="big-args"),

@@ -126,8 +126,6 @@ async def child_changed(body: kopf.Body, namespace: str, type: str, **_: Any) ->
         return
     # A catalog function's pod runs in its provider's namespace, its job in the user's.
     key = f"{labels.get(c.LABEL_JOB_NAMESPACE) or namespace}/{parent}"
-    if body.get("kind") == "Pod" and program_ended(body):
-        scheduler.pod_ended(key)
     uid = body.get("metadata", {}).get("uid", "")
     if type == "DELETED":
         _children_seen.pop(uid, None)
@@ -172,19 +170,6 @@ def child_signature(body: kopf.Body) -> tuple[Any, ...]:
         )
     )
     return ("Job", spec.get("suspend"), deleting, conditions, bool(status.get("completionTime")))
-
-
-def program_ended(pod: kopf.Body) -> bool:
-    """The job's program is over: its container has terminated (about a second before the
-    kubelet writes the pod's phase, with restartPolicy Never it never runs again), or the
-    pod has a final phase."""
-    status = pod.get("status") or {}
-    if status.get("phase") in ("Succeeded", "Failed"):
-        return True
-    return any(
-        container.get("name") == "main" and "terminated" in (container.get("state") or {})
-        for container in status.get("containerStatuses") or []
-    )
 
 
 # ----------------------------------------------------------------------------- admission

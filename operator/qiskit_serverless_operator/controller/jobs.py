@@ -673,6 +673,11 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
             await ctx.kube.delete(Job, job_name, where.namespace)
             raise kopf.TemporaryError("replacing a batch Job whose pod never started", delay=1)
         obs = replace(obs, message=f"{obs.message} (after {retries} new pods)")
+    if obs.ahead_of_job and current != JobPhase.RUNNING:
+        # A program that ended between two of the kubelet's reports was never seen running:
+        # RUNNING first, DONE with the batch Job's verdict, so that its phases still read
+        # QUEUED, INITIALIZING, RUNNING, DONE (the walkthrough's, and what clients wait for).
+        obs = Observation(JobPhase.RUNNING, "Finishing", "the program finished")
     phase = advance(current, obs.phase)
     changes: dict[str, Any] = {"phase": phase.value}
     if not (sj.get("status") or {}).get("startTime"):

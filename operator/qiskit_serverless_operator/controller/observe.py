@@ -38,6 +38,8 @@ class Observation:
     finished_at: str | None = None
     # The pod failed before the program ran: the operator may start the job in a new pod.
     never_started: bool = False
+    # DONE from the program's exit code, before the batch Job's own verdict.
+    ahead_of_job: bool = False
 
 
 def _conditions(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -187,7 +189,12 @@ def observe(
         # hand): a program may exit 0 on SIGTERM, and what the Job says decides then.
         if exit_code == 0 and not deleting:
             return Observation(
-                JobPhase.DONE, "Succeeded", "the program finished", 0, finished_at=finished_at
+                JobPhase.DONE,
+                "Succeeded",
+                "the program finished",
+                0,
+                finished_at=finished_at,
+                ahead_of_job=True,
             )
         if exit_code == 0:
             return Observation(JobPhase.RUNNING, "Finishing")

@@ -2,8 +2,8 @@
 
 It is a kopf daemon on the cluster-scoped ServerlessQueue ``default``, so it runs in the
 active replica only (kopf stops daemons while peering pauses a replica). It ticks when the
-news can change the plan (a job starts waiting, a job's pod or the job ends: ``wake``) and
-at least once a second; on an idle cluster a new job is admitted at once instead of at the
+news can change the plan (a job starts waiting, a job ends: ``wake``) and at least once a
+second; on an idle cluster a new job is admitted at once instead of at the
 next whole second. Each tick works from the cluster's own records alone:
 
 - every ServerlessJob as a small record (``jobstore``: kept by events, checked by listings);
@@ -72,8 +72,6 @@ class _Memory:
 
     admitted: dict[str, float]
     positions: dict[str, float] = field(default_factory=dict)
-    # Jobs whose pod has finished while their status does not say so yet (pod_ended).
-    ended: dict[str, float] = field(default_factory=dict)
     summary_at: float = float("-inf")  # when the queue's summary was last written (monotonic)
     nodes: tuple[float, int, int] | None = None  # (fetched at, cpu millis, memory bytes)
 
@@ -120,16 +118,6 @@ def worth_a_tick(old: JobRecord | None, new: JobRecord) -> bool:
     if waiting and not new.admitted:
         return old is None or old.phase != new.phase or old.reason != new.reason
     return new.phase in _TERMINAL and (old is None or old.phase not in _TERMINAL)
-
-
-def pod_ended(key: str) -> None:
-    """A job's program has ended (its container terminated): its requests no longer hold the
-    node, so the queue stops counting them now, not seconds later when the Job controller
-    has written its verdict and the operator has kept the logs and written the job's end;
-    and ticks, once per job."""
-    if key not in _memory.ended:
-        _memory.ended[key] = time.time()
-        wake()
 
 
 async def admission_loop(
@@ -279,17 +267,12 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
     if finished:
         status = await usage.account(ctx, finished, status, now)
 
-    for kept in (_memory.admitted, _memory.ended):
-        for key, at in list(kept.items()):
-            if now - at > 60:
-                del kept[key]
+    for key, at in list(_memory.admitted.items()):
+        if now - at > 60:
+            del _memory.admitted[key]
     admitted_keys = set(_memory.admitted)
     running_records = [
-        r
-        for r in records
-        if (r.admitted or r.key in admitted_keys)
-        and r.phase not in _TERMINAL
-        and r.key not in _memory.ended
+        r for r in records if (r.admitted or r.key in admitted_keys) and r.phase not in _TERMINAL
     ]
     waiting_records = {
         r.key: r
@@ -303,9 +286,6 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
         if rec.admitted:
             _memory.admitted.pop(rec.key, None)
             _memory.positions.pop(rec.key, None)
-        if rec.phase in _TERMINAL or rec.reason == c.REASON_START_RETRY:
-            # Over; or its pod never ran and a new one is being made: it counts again.
-            _memory.ended.pop(rec.key, None)
 
     used = usage.decayed_usage(status.get("ledger") or {}, now, cfg.usage_half_life_seconds)
     for r in running_records:

@@ -283,4 +283,12 @@ def test_real_kueue_preempts_a_lower_priority_job_which_runs_again_later(
     # Evicted once, so run twice: the first pod was removed by the Job controller.
     pods = core.list_namespaced_pod(namespace, label_selector=f"{c.LABEL_JOB}=low")
     assert len(pods.items) == 1, [p.metadata.name for p in pods.items]
-    assert _condition(_workload(api, namespace, "low"), "Finished")["status"] == "True"
+    # The job is DONE on its program's exit code; Kueue finishes the Workload once the Job
+    # controller has written the Job's verdict, a moment later.
+    wait_until(
+        lambda: (
+            (_condition(_workload(api, namespace, "low"), "Finished") or {}).get("status") == "True"
+        ),
+        timeout=60,
+        what="Kueue's Workload of the low job Finished",
+    )
