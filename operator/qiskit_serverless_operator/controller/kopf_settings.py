@@ -17,14 +17,46 @@ OWN_OBJECTS = f"{c.LABEL_MANAGED_BY}={c.MANAGER}"
 OWN_KINDS = (("", "v1", "pods"), ("batch", "v1", "jobs"))
 
 
+class JobsWithoutDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff-base in an annotation for QiskitFunctions, none for ServerlessJobs.
+
+    kopf writes the annotation after a creation's handlers: one more write, and one more
+    watch event, for every new job, where nothing of kopf's change detection is used for
+    jobs (spec changes are seen by generation, handlers.py). A job with a status has been
+    handled: it counts as its own diff-base (no change: no update cause; after a restart,
+    kopf's resume); one without is new (kopf's creation, retried until it is handled)."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        if body.get("kind") == c.JOB_KIND:
+            return self.build(body=body) if body.get("status") else None
+        return super().fetch(body=body)
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        if body.get("kind") != c.JOB_KIND:
+            super().store(body=body, patch=patch, essence=essence)
+
+
+class ProgressWithoutJobMarker(kopf.AnnotationsProgressStorage):
+    """kopf's handler progress in annotations, without its "kopf-managed" marker on jobs.
+
+    A handler that succeeds at once leaves no progress behind (kopf purges it in the same
+    patch), but kopf adds the marker (which only helps other kopf operators tell our prefix
+    apart) to the first object it handles: for a new job, a write of its own. Functions
+    keep it."""
+
+    def _store_marker(self, prefix: str, patch: kopf.Patch, body: kopf.Body) -> None:
+        if body.get("kind") != c.JOB_KIND:
+            super()._store_marker(prefix=prefix, patch=patch, body=body)
+
+
 def configure(settings: kopf.OperatorSettings, cfg: OperatorConfig) -> None:
     lean_events.install()
     # Our own domain for kopf's bookkeeping, so Argo CD can be told to ignore it.
     settings.persistence.finalizer = c.FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
+    settings.persistence.progress_storage = ProgressWithoutJobMarker(prefix=c.GROUP)
     # Inline arguments and source files can be ~1 MiB; annotations hold 256 KiB in all.
     # Spec changes are detected by generation instead (see the event handlers, handlers.py).
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = JobsWithoutDiffBase(
         prefix=c.GROUP,
         key="last-handled-configuration",
         ignored_fields=[("spec", "arguments"), ("spec", "source")],

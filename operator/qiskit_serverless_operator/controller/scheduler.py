@@ -365,6 +365,11 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
         rec = waiting_records[key]
         shown: int | None = position
         if position > cfg.queue_positions_shown:
+            if rec.position is None:
+                # Deep in the queue and never shown a place: its "waiting for admission"
+                # stands until it is among the first ones. Saying why for each of 10,000
+                # waiting jobs was 10,000 writes (and events) for display only.
+                continue
             shown = None
             message = message.rsplit("; position", 1)[0] + (
                 f"; position over {cfg.queue_positions_shown}"
