@@ -23,7 +23,7 @@ from .. import constants as c
 from ..constants import FunctionPhase
 from ..kube import ApiError, Job, Pod, QiskitFunction, ServerlessJob
 from ..source import MAX_INLINE_SOURCE_BYTES
-from . import buildspec, jobspec
+from . import buildspec, catalog, jobspec
 from .conditions import conditions
 from .context import Context, get_context
 from .jobs import reconcile_job
@@ -169,7 +169,10 @@ async def reconcile_function(namespace: str, name: str) -> None:
             status = await _check_image(ctx, body, status)
         elif status["sourceConfigMap"]:
             await ctx.kube.apply(jobspec.source_configmap(body))
-        await _write_status(ctx, body, status)
+        written = await _write_status(ctx, body, status)
+        if written is not None:
+            # The jobs woken next read it from here: its event may not have come yet.
+            catalog.remember(written)
     await _wake_jobs(ctx, namespace, body["spec"]["title"], body["spec"].get("provider"))
 
 
@@ -422,7 +425,10 @@ async def _keep_build_logs(
     return {"bucket": ctx.store.bucket, "key": key, "size": len(text.encode())}
 
 
-async def _write_status(ctx: Context, body: dict[str, Any], status: dict[str, Any]) -> None:
+async def _write_status(
+    ctx: Context, body: dict[str, Any], status: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Write the function's status; the function as written (None if it is gone)."""
     meta = body["metadata"]
     old = body.get("status") or {}
     generation = meta.get("generation", 1)
@@ -435,10 +441,10 @@ async def _write_status(ctx: Context, body: dict[str, Any], status: dict[str, An
         old.get("conditions") or [],
     )
     try:
-        await ctx.kube.patch_status(QiskitFunction, meta["name"], meta["namespace"], new)
+        written = await ctx.kube.patch_status(QiskitFunction, meta["name"], meta["namespace"], new)
     except ApiError as exc:
         if exc.status.code == 404:
-            return
+            return None
         raise
     if old.get("phase") != new["phase"] or old.get("sourceDigest") != new["sourceDigest"]:
         kopf.event(
@@ -447,6 +453,7 @@ async def _write_status(ctx: Context, body: dict[str, Any], status: dict[str, An
             reason=new["phase"],
             message=new["message"],
         )
+    return written
 
 
 async def _wake_jobs(ctx: Context, namespace: str, title: str, provider: str | None) -> None:

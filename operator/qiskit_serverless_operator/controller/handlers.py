@@ -18,7 +18,7 @@ from .. import metrics
 from ..config import OperatorConfig
 from ..kube import Kube
 from ..storage import ObjectStore
-from . import job_endpoint, kopf_settings, scheduler
+from . import catalog, job_endpoint, kopf_settings, scheduler
 from .context import Context, get_context, set_context
 from .functions import reconcile_function
 from .jobs import cleanup_job, links_refresh_wanted, reconcile_job, refresh_links
@@ -229,6 +229,16 @@ async def job_deleted(body: kopf.Body, **_: Any) -> None:
 @kopf.on.create(c.GROUP, c.VERSION, c.FUNCTION_PLURAL, backoff=RETRY)
 async def function_changed(name: str, namespace: str, **_: Any) -> None:
     await reconcile_function(namespace, name)
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.FUNCTION_PLURAL)
+async def function_record(type: str, body: kopf.Body, **_: Any) -> None:
+    """Every QiskitFunction event updates the operator's copy the jobs read (catalog)."""
+    meta = body.get("metadata", {})
+    if type == "DELETED":
+        catalog.forget(meta.get("namespace", ""), meta.get("name", ""))
+    else:
+        catalog.remember(_plain(body))
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.FUNCTION_PLURAL, when=spec_not_yet_seen)

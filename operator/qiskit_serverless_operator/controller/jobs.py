@@ -499,7 +499,14 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
         await _stop_tasks(ctx, sj)
         return
 
-    job = await ctx.kube.get(Job, job_name, where.namespace)
+    # A batch Job exists only once the job was admitted or handed to Kueue: a new or waiting
+    # job has none to read (one read less for every new job, and every look at a waiting one).
+    started = (
+        bool(status.get("admittedAt"))
+        or status.get("reason") == QueueReason.KUEUE
+        or current in (JobPhase.INITIALIZING, JobPhase.RUNNING)
+    )
+    job = await ctx.kube.get(Job, job_name, where.namespace) if started else None
     if job is None:
         active = current in (JobPhase.INITIALIZING, JobPhase.RUNNING)
         if active and await ctx.store.asize(storage.result_key(ns, meta["uid"])) is not None:
