@@ -349,8 +349,8 @@ def wait_idle(op: ProcWatch, timeout: float = 900.0) -> float:
     return time.time() - started
 
 
-# The operator hands freed heap back to the system every 30 s (memory.release, run by the
-# admission tick): the RSS right when it goes idle still holds the burst's freed pages.
+# The operator hands freed heap back to the system every 5 s (memory.release, run by the
+# admission loop): the RSS right when it goes idle may still hold the burst's freed pages.
 SETTLE_SECONDS = 40.0
 
 
