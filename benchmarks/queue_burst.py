@@ -420,8 +420,9 @@ def restart_with_jobs(
     operator.start()
     assert operator.proc is not None
     op = ProcWatch(operator.proc.pid)
-    # A job whose function does not exist: it ends in ERROR as soon as the operator gets to
-    # it, behind the events of every job already present that kopf's listing dispatched.
+    # A job whose function does not exist: its first status (QUEUED, FunctionNotFound: it
+    # waits QSO_FUNCTION_WAIT_SECONDS for the function, then ERROR) comes as soon as the
+    # operator gets to it, behind the events of every job kopf's listing dispatched.
     custom.create_namespaced_custom_object(
         c.GROUP,
         c.VERSION,
@@ -432,7 +433,7 @@ def restart_with_jobs(
     deadline = time.time() + 900
     handled = None
     while time.time() < deadline:
-        if job_phase(custom, namespace, "sentinel") == "ERROR":
+        if job_phase(custom, namespace, "sentinel") in ("QUEUED", "ERROR"):
             handled = time.time() - started
             break
         time.sleep(1)

@@ -122,6 +122,10 @@ class OperatorConfig:
     # Finished job pods (and their batch Jobs) are removed this long after they end;
     # the ServerlessJob and its stored result and logs stay.
     finished_pod_ttl_seconds: int = 300
+    # A job whose function does not exist waits this long after its creation before it ends
+    # in ERROR: GitOps engines and `kubectl apply -f dir/` apply a job and its function in
+    # the same second, in no promised order.
+    function_wait_seconds: int = 10
     # On ServerlessJob deletion: keep (True) or delete (False) its result and logs.
     retain_objects_on_delete: bool = False
     # Logs kept per job (the tail), like the reference implementation's cap.
@@ -180,6 +184,7 @@ class OperatorConfig:
             metrics_port=int_setting(env, "QSO_METRICS_PORT", 9090),
             metrics_bind=env.get("QSO_METRICS_BIND", "0.0.0.0"),
             finished_pod_ttl_seconds=int_setting(env, "QSO_FINISHED_POD_TTL_SECONDS", 300),
+            function_wait_seconds=int_setting(env, "QSO_FUNCTION_WAIT_SECONDS", 10),
             retain_objects_on_delete=_bool(env, "QSO_RETAIN_OBJECTS_ON_DELETE", False),
             max_log_bytes=int_setting(env, "QSO_MAX_LOG_BYTES", 50 * 1024 * 1024),
             read_link_seconds=int_setting(env, "QSO_READ_LINK_SECONDS", 7 * 24 * 3600),

@@ -104,6 +104,8 @@ def namespace_user(namespace: str) -> str:
 # Status reasons of a QUEUED job: why it is not running yet.
 class QueueReason(StrEnum):
     FUNCTION_NOT_READY = "FunctionNotReady"
+    # Its function does not exist (yet): ERROR after QSO_FUNCTION_WAIT_SECONDS.
+    FUNCTION_NOT_FOUND = "FunctionNotFound"
     SUSPENDED = "Suspended"
     PENDING = "Pending"  # ready to run: waits for the operator's admission
     ADMITTED = "Admitted"  # admitted; its pod is being created

@@ -135,10 +135,12 @@ def test_a_new_operator_with_hundreds_of_jobs_present_handles_every_one(
         def handled() -> list[dict[str, Any]] | None:
             items = api.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.JOB_PLURAL)
             statuses = [item.get("status") or {} for item in items["items"]]
-            return statuses if all(s.get("phase") for s in statuses) else None
+            ended = all(s.get("phase") in ("DONE", "ERROR", "CANCELED") for s in statuses)
+            return statuses if ended else None
 
         statuses = wait_until(handled, timeout=300, what=f"all {PRESENT} jobs handled", interval=3)
-    # Each one was looked at, and refused for what it is (no such function).
+    # Each one was looked at, and refused for what it is (no such function, after waiting
+    # QSO_FUNCTION_WAIT_SECONDS from its creation for it to come).
     assert len(statuses) == PRESENT
     assert {(s["phase"], s.get("reason")) for s in statuses} == {("ERROR", "FunctionNotFound")}
 

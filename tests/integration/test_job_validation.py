@@ -4,22 +4,31 @@ or a rejection at apply time by the CRD schema and its CEL rules."""
 from __future__ import annotations
 
 import base64
+import datetime
 import json
+import time
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from qiskit_serverless_operator import constants as c
+from tests.kube import wait_until
 from tests.serverless import (
     custom,
+    get_job,
     make_function,
     make_job,
     wait_error,
     wait_function_phase,
+    wait_job,
 )
 
 OK_PROGRAM = {"main.py": "print('ok')"}
+
+
+def now_utc() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat()
 
 
 def _rejected(call) -> str:
@@ -30,14 +39,56 @@ def _rejected(call) -> str:
 
 
 def test_unknown_function(api_client: client.ApiClient, namespace: str, operator) -> None:
+    """QUEUED while it may still come (QSO_FUNCTION_WAIT_SECONDS, 10 s), then ERROR."""
     api = custom(api_client)
     make_job(api, namespace, "orphan", "no_such_function")
+    waiting = wait_until(
+        lambda: (get_job(api, namespace, "orphan").get("status") or {}).get("reason"),
+        timeout=60,
+        what="the orphan's first status",
+    )
+    assert waiting == "FunctionNotFound"
     status = wait_error(api, namespace, "orphan")
     assert status["reason"] == "FunctionNotFound"
     assert (
         f"no QiskitFunction titled 'no_such_function' in namespace {namespace}"
         in (status["message"])
     )
+    created = get_job(api, namespace, "orphan")["metadata"]["creationTimestamp"]
+    waited = _seconds_between(created, status["completionTime"])
+    assert 9 <= waited <= 40, (created, status["completionTime"])
+
+
+def _seconds_between(start: str, end: str) -> float:
+    def parse(value: str) -> datetime.datetime:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+    return (parse(end) - parse(start)).total_seconds()
+
+
+def test_a_job_applied_just_before_its_function_waits_for_it(
+    api_client: client.ApiClient, namespace: str, operator
+) -> None:
+    """Argo CD applies a commit's objects in no promised order: a job seen before its
+    function waits for it (QUEUED, FunctionNotFound) and goes on when it comes."""
+    api = custom(api_client)
+    make_job(api, namespace, "early", "late")
+    queued = wait_job(api, namespace, "early", {"QUEUED", "ERROR"}, timeout=60)["status"]
+    assert (queued["phase"], queued["reason"]) == ("QUEUED", "FunctionNotFound"), queued
+    assert "waiting for it until" in queued["message"]
+    make_function(api, namespace, "late", OK_PROGRAM)
+
+    def past_the_function() -> dict | None:
+        status = get_job(api, namespace, "early").get("status") or {}
+        return status if status.get("reason") != "FunctionNotFound" else None
+
+    moved = wait_until(past_the_function, timeout=60, what="the job to find its function")
+    assert moved["phase"] != "ERROR", moved
+    # Past its wait, it is still not ended for a function that was missing.
+    created = get_job(api, namespace, "early")["metadata"]["creationTimestamp"]
+    time.sleep(max(0.0, 12 - _seconds_between(created, now_utc())))
+    status = get_job(api, namespace, "early")["status"]
+    assert status.get("reason") != "FunctionNotFound" and status["phase"] != "ERROR", status
 
 
 def test_function_not_ready_fails_the_job_with_the_function_message(

@@ -473,7 +473,8 @@ async def _wake_jobs(ctx: Context, namespace: str, title: str, provider: str | N
                 not status.get("phase")
                 or (
                     status["phase"] == c.JobPhase.QUEUED
-                    and status.get("reason") == c.QueueReason.FUNCTION_NOT_READY
+                    and status.get("reason")
+                    in (c.QueueReason.FUNCTION_NOT_READY, c.QueueReason.FUNCTION_NOT_FOUND)
                 )
             )
         ):

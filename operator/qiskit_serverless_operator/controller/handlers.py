@@ -102,7 +102,11 @@ def worth_a_look_on_resume(body: kopf.Body, **_: Any) -> bool:
 @kopf.on.create(c.GROUP, c.VERSION, c.JOB_PLURAL, backoff=RETRY)
 async def job_changed(name: str, namespace: str, body: kopf.Body, **_: Any) -> None:
     # The event's own copy: one read less per new job (10,000 of them in a burst).
-    await reconcile_job(namespace, name, body=_plain(body))
+    again = await reconcile_job(namespace, name, body=_plain(body))
+    if again is not None:
+        # Its function does not exist yet: kopf's retry ends the wait (the function's
+        # arrival ends it sooner: functions._wake_jobs).
+        raise kopf.TemporaryError("waiting for the job's function to exist", delay=again + 0.5)
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.JOB_PLURAL, when=spec_not_yet_seen)

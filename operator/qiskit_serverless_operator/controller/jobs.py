@@ -45,6 +45,22 @@ class JobInputError(Exception):
         self.message = message
 
 
+class LookAgain(Exception):
+    """The job waits for something no event announces in time: look again in ``delay`` s."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"look again in {delay:.1f} s")
+        self.delay = delay
+
+
+def _function_deadline(ctx: Context, sj: dict[str, Any]) -> datetime.datetime:
+    """Until when a job waits for a function that does not exist (QSO_FUNCTION_WAIT_SECONDS
+    after its creation): a job applied together with its function may be seen first."""
+    created = _parse_time(sj["metadata"].get("creationTimestamp"))
+    since = created or datetime.datetime.now(datetime.UTC)
+    return since + datetime.timedelta(seconds=ctx.config.function_wait_seconds)
+
+
 def _parse_time(value: str | None) -> datetime.datetime | None:
     if not value:
         return None
@@ -441,17 +457,26 @@ async def _finish(
     return status
 
 
-async def reconcile_job(namespace: str, name: str, body: dict[str, Any] | None = None) -> None:
+async def reconcile_job(
+    namespace: str, name: str, body: dict[str, Any] | None = None
+) -> float | None:
     """``body``: the job as an event just brought it (kopf's creation and resume handlers),
     instead of reading it again: every status write is conditional on its resourceVersion,
-    so a copy that turns out stale costs a retry, never a wrong write."""
+    so a copy that turns out stale costs a retry, never a wrong write.
+
+    Returns in how many seconds the job wants another look that no event will bring (it
+    waits for a function that does not exist yet), or None."""
     ctx = get_context()
     # The slot first, then the job's lock: one order everywhere, so no two wait on each other.
     async with ctx.job_slots, ctx.lock(f"{namespace}/{name}"):
         sj = body if body is not None else await ctx.kube.get(ServerlessJob, name, namespace)
         if sj is None or sj["metadata"].get("deletionTimestamp"):
-            return
-        await _reconcile_locked(ctx, sj)
+            return None
+        try:
+            await _reconcile_locked(ctx, sj)
+        except LookAgain as again:
+            return again.delay
+        return None
 
 
 async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
@@ -549,13 +574,27 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
         qf = await find_function(ctx, sj)
         try:
             if qf is None:
-                raise JobInputError(
-                    "FunctionNotFound",
+                missing = (
                     f"no QiskitFunction titled {spec['function']!r} from provider "
                     f"{spec['provider']!r} (namespace {where.namespace})"
                     if where.remote
-                    else f"no QiskitFunction titled {spec['function']!r} in namespace {ns}",
+                    else f"no QiskitFunction titled {spec['function']!r} in namespace {ns}"
                 )
+                deadline = _function_deadline(ctx, sj)
+                left = (deadline - datetime.datetime.now(datetime.UTC)).total_seconds()
+                if left > 0:
+                    await _write_status(
+                        ctx,
+                        sj,
+                        {
+                            "phase": JobPhase.QUEUED.value,
+                            "reason": QueueReason.FUNCTION_NOT_FOUND.value,
+                            "message": f"{missing} (yet): waiting for it until "
+                            f"{deadline.strftime('%Y-%m-%dT%H:%M:%SZ')}, then ERROR",
+                        },
+                    )
+                    raise LookAgain(left)
+                raise JobInputError(QueueReason.FUNCTION_NOT_FOUND.value, missing)
             fphase = (qf.get("status") or {}).get("phase")
             if fphase == c.FunctionPhase.FAILED:
                 raise JobInputError(

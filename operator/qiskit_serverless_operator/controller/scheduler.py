@@ -63,7 +63,7 @@ _TERMINAL = {p.value for p in c.TERMINAL_JOB_PHASES}
 
 # What the tick does to a job it admitted, or the safety net to one in flight: the job's
 # own reconcile, handed in by handlers.py (this module imports nothing of the jobs).
-Reconcile = Callable[[str, str], Awaitable[None]]
+Reconcile = Callable[[str, str], Awaitable[float | None]]
 
 
 @dataclass
@@ -491,14 +491,17 @@ CATCH_UP_GRACE_SECONDS = 2.0
 async def safety_net(look_again: Reconcile) -> None:
     """A missed watch event must not leave a job stuck: every 30 s (its own timer), look
     again at each job that is admitted, starting or running (from the store, so nothing more
-    per job is kept in memory), and at each job whose events the watch did not deliver."""
+    per job is kept in memory), and at each job whose events the watch did not deliver.
+    Jobs waiting for a function that does not exist too: their creation handler's retry
+    ends them when the wait is over, this if that retry was lost (a replica taking over)."""
     missed = set(await _catch_up(get_context()))
     # Admitted but not started (its start failed, say, on an API error) counts too.
+    looked_at = (QueueReason.ADMITTED, QueueReason.FUNCTION_NOT_FOUND)
     active = [
         r
         for r in store.all()
         if r.phase in (JobPhase.INITIALIZING, JobPhase.RUNNING)
-        or (r.phase == JobPhase.QUEUED and r.reason == QueueReason.ADMITTED)
+        or (r.phase == JobPhase.QUEUED and r.reason in looked_at)
         or (r.key in missed and r.phase not in _TERMINAL)
     ]
     if not active:
