@@ -27,6 +27,7 @@ def job(status: dict[str, Any], generation: int = 1, observed: int | None = 1) -
         ({"phase": "QUEUED", "reason": "Pending"}, False),  # the queue starts it
         ({"phase": "QUEUED", "reason": "Pending", "admittedAt": "x"}, True),  # admitted
         ({"phase": "QUEUED", "reason": "FunctionNotReady"}, True),
+        ({"phase": "QUEUED", "reason": "FunctionNotFound"}, True),  # its wait may be over
         ({"phase": "QUEUED", "reason": "AdmissionByKueue"}, True),
         ({"phase": "INITIALIZING"}, True),
         ({"phase": "RUNNING"}, True),
