@@ -35,7 +35,7 @@ def _qf(**spec):
 
 
 def test_job_pod_is_locked_down():
-    job = jobspec.batch_job(_sj(), _qf(), CFG, arguments_secret="a", arguments_key="k")
+    job = jobspec.batch_job(_sj(), _qf(), CFG, arguments_secret="a")
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert pod["automountServiceAccountToken"] is False
@@ -52,9 +52,7 @@ def test_job_pod_is_locked_down():
 
 
 def test_job_runs_once_with_deadline_and_ttl_and_is_owned():
-    job = jobspec.batch_job(
-        _sj(timeoutSeconds=90), _qf(), CFG, arguments_secret="a", arguments_key="k"
-    )
+    job = jobspec.batch_job(_sj(timeoutSeconds=90), _qf(), CFG, arguments_secret="a")
     spec = job["spec"]
     assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 90
     assert spec["podReplacementPolicy"] == "Failed"
@@ -65,7 +63,7 @@ def test_job_runs_once_with_deadline_and_ttl_and_is_owned():
 
 
 def test_environment_follows_the_qiskit_serverless_contract():
-    job = jobspec.batch_job(_sj(), _qf(), CFG, arguments_secret="a", arguments_key="k")
+    job = jobspec.batch_job(_sj(), _qf(), CFG, arguments_secret="a")
     env = {
         e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
     }
@@ -114,7 +112,7 @@ def test_resources_merge_job_over_function_over_defaults():
 
 
 def test_every_mount_has_its_volume():
-    job = jobspec.batch_job(_sj(), _qf(), CFG, arguments_secret="a", arguments_key="k")
+    job = jobspec.batch_job(_sj(), _qf(), CFG, arguments_secret="a")
     pod = job["spec"]["template"]["spec"]
     volumes = {v["name"] for v in pod["volumes"]}
     assert {m["name"] for m in pod["containers"][0]["volumeMounts"]} <= volumes
@@ -162,7 +160,7 @@ def test_a_catalog_functions_job_runs_in_the_providers_namespace_unowned():
     # Two namespaces' jobs of one name meet in the provider's: their children differ.
     other = jobspec.placement({**sj, "metadata": {**sj["metadata"], "namespace": "ns2"}})
     assert other.base != where.base
-    job = jobspec.batch_job(sj, _qf(provider="acme"), CFG, arguments_secret="a", arguments_key="k")
+    job = jobspec.batch_job(sj, _qf(provider="acme"), CFG, arguments_secret="a")
     assert job["metadata"]["namespace"] == "acme"
     assert "ownerReferences" not in job["metadata"]  # owners live in the same namespace
     labels = job["spec"]["template"]["metadata"]["labels"]
@@ -176,14 +174,14 @@ def test_a_catalog_functions_job_runs_in_the_providers_namespace_unowned():
     # A job of the provider's own namespace, or without a provider, stays home and owned.
     own = _sj(provider="ns")
     assert not jobspec.placement(own).remote
-    local = jobspec.batch_job(own, _qf(), CFG, arguments_secret="a", arguments_key="k")
+    local = jobspec.batch_job(own, _qf(), CFG, arguments_secret="a")
     assert local["metadata"]["ownerReferences"][0]["uid"] == "u-1"
 
 
 def test_a_prebuilt_image_gets_the_wrapper_from_an_init_container():
     qf = _qf(image="example.com/ibm-built:1")
     qf["spec"].pop("source")
-    job = jobspec.batch_job(_sj(), qf, CFG, arguments_secret="a", arguments_key="k")
+    job = jobspec.batch_job(_sj(), qf, CFG, arguments_secret="a")
     pod = job["spec"]["template"]["spec"]
     (init,) = pod["initContainers"]
     assert init["image"] == CFG.runtime_image
@@ -196,16 +194,16 @@ def test_a_prebuilt_image_gets_the_wrapper_from_an_init_container():
     # A function on the runtime base image has the wrapper already.
     assert (
         "initContainers"
-        not in jobspec.batch_job(_sj(), _qf(), CFG, arguments_secret="a", arguments_key="k")[
+        not in jobspec.batch_job(_sj(), _qf(), CFG, arguments_secret="a")["spec"]["template"][
             "spec"
-        ]["template"]["spec"]
+        ]
     )
 
 
 def _labelled(**labels):
     sj = _sj()
     sj["metadata"]["labels"] = labels
-    return jobspec.batch_job(sj, _qf(), CFG, arguments_secret="a", arguments_key="k")
+    return jobspec.batch_job(sj, _qf(), CFG, arguments_secret="a")
 
 
 def test_a_kueue_job_is_suspended_with_its_queue_and_priority_class():
@@ -260,7 +258,7 @@ def test_task_names_stay_dns_labels_and_distinct():
 def test_a_task_pod_spreads_over_nodes_and_gets_its_env_and_user():
     task = jobspec.task_job(_parent(), 0, {"cpu": "100m"}, {"GREETING": "hi"})
     task["metadata"]["uid"] = "t-1"
-    job = jobspec.batch_job(task, _qf(), CFG, arguments_secret="a", arguments_key="k")
+    job = jobspec.batch_job(task, _qf(), CFG, arguments_secret="a")
     pod = job["spec"]["template"]
     assert pod["metadata"]["labels"][c.LABEL_TASK_PARENT] == "job-1"
     (spread,) = pod["spec"]["topologySpreadConstraints"]
@@ -277,7 +275,7 @@ def test_a_task_pod_spreads_over_nodes_and_gets_its_env_and_user():
     plain = _sj()
     plain["status"] = {"user": "mallory"}
     assert jobspec.queue_user(plain) == c.namespace_user("ns")
-    plain_pod = jobspec.batch_job(plain, _qf(), CFG, arguments_secret="a", arguments_key="k")
+    plain_pod = jobspec.batch_job(plain, _qf(), CFG, arguments_secret="a")
     assert "topologySpreadConstraints" not in plain_pod["spec"]["template"]["spec"]
 
 

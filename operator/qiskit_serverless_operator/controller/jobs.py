@@ -291,11 +291,7 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
             ServerlessJob, meta["name"], meta["namespace"], {"tokenSha256": digest}
         )
     try:
-        await ctx.kube.create_or_get(
-            jobspec.batch_job(
-                sj, qf, cfg, arguments_secret=args_secret, arguments_key=c.ARGUMENTS_FILE
-            )
-        )
+        await ctx.kube.create_or_get(jobspec.batch_job(sj, qf, cfg, arguments_secret=args_secret))
     except ApiError as exc:
         if exc.status.code != 422:
             raise

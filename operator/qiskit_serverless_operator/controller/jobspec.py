@@ -341,9 +341,10 @@ def batch_job(
     cfg: OperatorConfig,
     *,
     arguments_secret: str,
-    arguments_key: str,
 ) -> dict[str, Any]:
-    """The batch/v1 Job that runs the program once: deadline, TTL and one pod, no retries."""
+    """The batch/v1 Job that runs the program once: deadline, TTL and one pod, no retries.
+    ``arguments_secret`` holds the arguments under ARGUMENTS_FILE: the runtime Secret, or a
+    Secret of their own when they do not fit beside the rest."""
     where = placement(sj)
     name = where.base
     namespace = where.namespace
@@ -407,7 +408,7 @@ def batch_job(
             "secret": {
                 "secretName": arguments_secret,
                 "defaultMode": 0o440,
-                "items": [{"key": arguments_key, "path": c.ARGUMENTS_FILE}],
+                "items": [{"key": c.ARGUMENTS_FILE, "path": c.ARGUMENTS_FILE}],
             },
         },
         {
