@@ -124,6 +124,8 @@ def test_deleting_a_job_removes_its_pod_secrets_and_stored_objects(
     make_job(api, namespace, "doomed", "sleeper", arguments={"inline": {"x": 1}})
     job = wait_job(api, namespace, "doomed", {"RUNNING"}, timeout=180)
     uid = job["metadata"]["uid"]
+    # Put on by its start, before its batch Job (a job that never started has none).
+    assert c.FINALIZER in job["metadata"]["finalizers"], job["metadata"]
     # The wrapper has streamed logs by now ("started" is printed first).
     s3 = s3_client(cluster)
     logs_key = f"jobs/{namespace}/{uid}/logs.txt"

@@ -57,6 +57,8 @@ def test_jobs_have_no_diff_base_written_and_count_as_handled_once_they_have_a_st
     assert storage.fetch(body=new_job) is None  # kopf's creation handlers run
     # Handled: its own diff-base, so kopf sees no change (no update cause, no write).
     assert storage.fetch(body=handled_job) == storage.build(body=handled_job)
+    # Nothing of a job is copied to diff: its spec's changes are seen by generation.
+    assert storage.build(body=_body(c.JOB_KIND, {"phase": "RUNNING"})) == {}
     patch = kopf.Patch()
     storage.store(body=handled_job, patch=patch, essence=storage.build(body=handled_job))
     assert not patch

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 from typing import Any
 
@@ -21,8 +22,15 @@ from ..storage import ObjectStore
 from . import catalog, job_endpoint, kopf_settings, scheduler
 from .context import Context, get_context, set_context
 from .functions import reconcile_function
-from .jobs import cleanup_job, links_refresh_wanted, reconcile_job, refresh_links
+from .jobs import (
+    cleanup_job,
+    links_refresh_wanted,
+    needs_cleanup,
+    reconcile_job,
+    refresh_links,
+)
 from .jobstore import record_of, store
+from .watched import watched
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +139,7 @@ async def child_changed(body: kopf.Body, namespace: str, type: str, **_: Any) ->
     # A catalog function's pod runs in its provider's namespace, its job in the user's.
     key = f"{labels.get(c.LABEL_JOB_NAMESPACE) or namespace}/{parent}"
     uid = body.get("metadata", {}).get("uid", "")
+    watched.child_seen(key, body, deleted=type == "DELETED")
     if type == "DELETED":
         _children_seen.pop(uid, None)
     record = store.records.get(key)
@@ -186,10 +195,12 @@ async def job_record(type: str, body: kopf.Body, **_: Any) -> None:
     meta = body.get("metadata", {})
     if type == "DELETED":
         store.gone(f"{meta.get('namespace')}/{meta.get('name')}", meta.get("uid", ""))
+        watched.job_gone(f"{meta.get('namespace')}/{meta.get('name')}")
         return
     new = record_of(body)
     old = store.records.get(new.key)
     store.seen(new)
+    watched.job_seen(new.key, body)
     if scheduler.worth_a_tick(old, new):
         scheduler.wake()
 
@@ -218,10 +229,19 @@ async def safety_net_tick(body: kopf.Body, **_: Any) -> None:
     if body["metadata"]["name"] != c.QUEUE_NAME:
         return
     await scheduler.job_records()  # the store has merged a full listing first
-    await scheduler.safety_net(look_again=reconcile_job)
+    # Everything read afresh: what it is there for is an event that never came.
+    await scheduler.safety_net(look_again=functools.partial(reconcile_job, fresh=True))
 
 
-@kopf.on.delete(c.GROUP, c.VERSION, c.JOB_PLURAL, backoff=RETRY)
+# kopf puts its finalizer only on jobs whose deletion has work to do (jobs.needs_cleanup:
+# started ones, which the start gives it first); the others are deleted at once.
+@kopf.on.delete(
+    c.GROUP,
+    c.VERSION,
+    c.JOB_PLURAL,
+    backoff=RETRY,
+    when=lambda body, **_: needs_cleanup(body),
+)
 async def job_deleted(body: kopf.Body, **_: Any) -> None:
     await cleanup_job(dict(body))
 

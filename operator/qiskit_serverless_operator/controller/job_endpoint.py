@@ -57,10 +57,6 @@ LINK_SECONDS = 3600
 _TERMINAL = {p.value for p in c.TERMINAL_JOB_PHASES}
 
 
-def make_token(namespace: str, name: str, secret: str) -> str:
-    return f"{namespace}.{name}.{secret}"
-
-
 class Refused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)

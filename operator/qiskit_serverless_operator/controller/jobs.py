@@ -1,8 +1,9 @@
 """ServerlessJob reconciliation: from QUEUED to a terminal phase, level-triggered.
 
-``reconcile_job`` reads the ServerlessJob, its function, batch Job and pod fresh from
-the API every time and decides the next step from them alone, so it may run any
-number of times, from any trigger, before or after a crash.
+``reconcile_job`` reads the ServerlessJob, its function, batch Job and pod (from the
+watches' latest copies where they have one, watched.py, else from the API) and decides the
+next step from them alone, so it may run any number of times, from any trigger, before or
+after a crash.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import base64
 import datetime
 import json
 import logging
-import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -24,11 +25,13 @@ from .. import constants as c
 from ..constants import JobPhase, QueueReason
 from ..kube import ApiError, Job, Pod, Secret, ServerlessJob
 from ..runtime import logsplit
-from . import access, job_endpoint, jobspec, runtime_cancel, usage
+from . import access, job_endpoint, jobspec, pod_tokens, runtime_cancel, usage
 from .catalog import find_function
 from .conditions import conditions, now_iso
 from .context import Context, get_context
+from .jobstore import store
 from .observe import Observation, advance, format_duration, observe
+from .watched import watched
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,10 @@ class JobInputError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+class StatusConflict(kopf.TemporaryError):
+    """A status write lost to a newer version of the job (or the job is gone)."""
 
 
 class LookAgain(Exception):
@@ -111,6 +118,13 @@ def check_task(sj: dict[str, Any], parent: dict[str, Any] | None) -> dict[str, A
 async def _stop_tasks(ctx: Context, sj: dict[str, Any]) -> None:
     """A job that ended stops its tasks still going (each then ends ParentEnded)."""
     meta = sj["metadata"]
+    if store.synced_at is not None and not any(
+        r.task_parent == meta["name"] and r.namespace == meta["namespace"]
+        for r in store.records.values()
+    ):
+        # No task of it was ever seen (a list per finished job, for most jobs nothing). A
+        # task whose first event is still on its way sees the ended job when it is handled.
+        return
     tasks = await ctx.kube.list(
         ServerlessJob, meta["namespace"], labels={c.LABEL_TASK_PARENT: meta["name"]}
     )
@@ -207,12 +221,46 @@ async def _check_credentials(ctx: Context, sj: dict[str, Any]) -> None:
         await ctx.kube.create_or_get(jobspec.credentials_copy(sj, plain))
 
 
+def needs_cleanup(body: Mapping[str, Any]) -> bool:
+    """Whether deleting the job has work to do first (its finalizer, handlers.py): once it
+    has been started (below), and for good once it carries the finalizer. A job that never
+    started has only Secrets the API server's garbage collector removes with it."""
+    if c.FINALIZER in (body.get("metadata", {}).get("finalizers") or []):
+        return True
+    status = body.get("status") or {}
+    return status.get("phase") in (JobPhase.INITIALIZING, JobPhase.RUNNING) or bool(
+        status.get("startTime")
+    )
+
+
+async def _hold_deletion(ctx: Context, sj: dict[str, Any]) -> None:
+    """The job's finalizer, before anything its deletion must clean up exists: a batch Job
+    or Secrets in a provider's namespace (no owner reference reaches across), stored result
+    and logs, usage to account. kopf adds it itself only to jobs that need it (see
+    ``needs_cleanup``): a waiting job costs no write of kopf's, and 10,000 of them no 10,000
+    writes and events. A merge patch of the list, as kopf's own."""
+    meta = sj["metadata"]
+    finalizers = list(meta.get("finalizers") or [])
+    if c.FINALIZER in finalizers:
+        return
+    written = await ctx.kube.patch(
+        ServerlessJob,
+        meta["name"],
+        meta["namespace"],
+        {"metadata": {"finalizers": [*finalizers, c.FINALIZER]}},
+    )
+    (written.get("metadata") or {}).pop("managedFields", None)
+    watched.job_seen(f"{meta['namespace']}/{meta['name']}", written)
+    sj["metadata"] = written["metadata"]  # later writes are conditional on this version
+
+
 async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
     """Create the job's Secrets and batch Job (each create-or-get, so safe to repeat). What
     does not depend on each other goes at once: on an idle cluster these round trips are
     most of what a job adds to its pod's start."""
     cfg = ctx.config
     meta = sj["metadata"]
+    await _hold_deletion(ctx, sj)
     lifetime = jobspec.timeout_seconds(sj, cfg) + cfg.url_grace_seconds
     result_key = storage.result_key(meta["namespace"], meta["uid"])
     logs_key = storage.logs_key(meta["namespace"], meta["uid"])
@@ -258,9 +306,8 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
         task_payload_url=payload_url,
         result_url=ctx.store.presign_put(result_key, lifetime),
         logs_url=ctx.store.presign_put(logs_key, lifetime),
-        gateway_token=job_endpoint.make_token(
-            meta["namespace"], meta["name"], secrets.token_urlsafe(32)
-        ),
+        gateway_token=pod_tokens.take(meta["uid"], (sj.get("status") or {}).get("tokenSha256"))
+        or pod_tokens.new_token(meta["namespace"], meta["name"]),
         # A folder of thousands of files: the pod asks the job endpoint instead.
         files_listing=listing if len(listing) <= MAX_LISTING_BYTES else None,
         provider_logs_url=ctx.store.presign_put(provider_logs_key, lifetime) if provider else None,
@@ -307,8 +354,13 @@ def _owned_by(pod: dict[str, Any], job: dict[str, Any]) -> bool:
     return any(o.get("uid") == uid for o in pod["metadata"].get("ownerReferences") or [])
 
 
-async def _pods(ctx: Context, sj: dict[str, Any]) -> list[dict[str, Any]]:
-    """The job's pods, in its namespace or a provider's (found by the job's labels)."""
+async def _pods(ctx: Context, sj: dict[str, Any], cached: bool = False) -> list[dict[str, Any]]:
+    """The job's pods, in its namespace or a provider's (found by the job's labels);
+    ``cached``: the watch's copies when it has seen any."""
+    if cached:
+        seen = watched.pods(f"{sj['metadata']['namespace']}/{sj['metadata']['name']}")
+        if seen is not None:
+            return seen
     where = jobspec.placement(sj)
     labels = {c.LABEL_JOB: sj["metadata"]["name"]}
     if where.remote:
@@ -369,7 +421,7 @@ async def _write_status(ctx: Context, sj: dict[str, Any], changes: dict[str, Any
     }:
         return
     try:
-        await ctx.kube.patch_status(
+        written = await ctx.kube.patch_status(
             ServerlessJob,
             meta["name"],
             meta["namespace"],
@@ -379,8 +431,11 @@ async def _write_status(ctx: Context, sj: dict[str, Any], changes: dict[str, Any
     except ApiError as exc:
         if exc.status.code in (404, 409):
             # Gone, or someone wrote first: the next trigger reconciles from the new state.
-            raise kopf.TemporaryError(f"status write raced ({exc.status.code})", delay=0.2) from exc
+            raise StatusConflict(f"status write raced ({exc.status.code})", delay=0.2) from exc
         raise
+    # The next look (the pod's next event) starts from this version, not the one before.
+    (written.get("metadata") or {}).pop("managedFields", None)
+    watched.job_seen(f"{meta['namespace']}/{meta['name']}", written)
     if old.get("phase") != new["phase"]:
         metrics.transition(sj, new["phase"])
         kind = "Warning" if phase == JobPhase.ERROR else "Normal"
@@ -400,6 +455,7 @@ async def _finish(
     limit = ctx.config.max_log_bytes
     tail = ""
     provider = None
+    logs_size: int | None = None  # known when written here: no request to ask it back
     if pod is not None:
         provider = (pod["metadata"].get("annotations") or {}).get(c.ANNOTATION_PROVIDER)
         tail = await ctx.kube.pod_log_tail(
@@ -416,19 +472,27 @@ async def _finish(
         encoded = logsplit.capped(user_text.encode(), limit)
         if encoded or await store.asize(logs_key) is None:
             await store.aput(logs_key, encoded)
+            logs_size = len(encoded)
     elif await store.asize(logs_key) is None:
         await store.aput(logs_key, b"")
+        logs_size = 0
     status: dict[str, Any] = {
         "phase": obs.phase.value,
         "reason": obs.reason,
         # When the operator saw the end (not the container's own clock), so DURATION only grows.
         "completionTime": now_iso(),
         "subStatus": None,
-        "logs": {"bucket": store.bucket, "key": logs_key, "size": await store.asize(logs_key) or 0},
+        "logs": {
+            "bucket": store.bucket,
+            "key": logs_key,
+            "size": logs_size if logs_size is not None else await store.asize(logs_key) or 0,
+        },
         "pod": None,
     }
     provider_key = storage.provider_logs_key(ns, uid)
-    provider_size = await store.asize(provider_key)
+    # Only a provider's function has provider logs (its pod says so); without the pod, ask.
+    maybe_provider = provider is not None or pod is None
+    provider_size = await store.asize(provider_key) if maybe_provider else None
     if provider_size is not None:
         status["providerLogs"] = {
             "bucket": store.bucket,
@@ -454,28 +518,40 @@ async def _finish(
 
 
 async def reconcile_job(
-    namespace: str, name: str, body: dict[str, Any] | None = None
+    namespace: str, name: str, body: dict[str, Any] | None = None, fresh: bool = False
 ) -> float | None:
     """``body``: the job as an event just brought it (kopf's creation and resume handlers),
     instead of reading it again: every status write is conditional on its resourceVersion,
-    so a copy that turns out stale costs a retry, never a wrong write.
+    so a copy that turns out stale costs a retry, never a wrong write. Without one, the
+    watches' latest copies of the job and its children (watched.py), unless ``fresh`` (the
+    safety net: everything from the API server).
 
     Returns in how many seconds the job wants another look that no event will bring (it
     waits for a function that does not exist yet), or None."""
     ctx = get_context()
+    key = f"{namespace}/{name}"
     # The slot first, then the job's lock: one order everywhere, so no two wait on each other.
-    async with ctx.job_slots, ctx.lock(f"{namespace}/{name}"):
-        sj = body if body is not None else await ctx.kube.get(ServerlessJob, name, namespace)
-        if sj is None or sj["metadata"].get("deletionTimestamp"):
+    async with ctx.job_slots, ctx.lock(key):
+        copy = None if body is not None or fresh else watched.job(key)
+        sj = body or copy or await ctx.kube.get(ServerlessJob, name, namespace)
+        for attempt in range(2):
+            if sj is None or sj["metadata"].get("deletionTimestamp"):
+                return None
+            try:
+                await _reconcile_locked(ctx, sj, cached=not fresh)
+            except LookAgain as again:
+                return again.delay
+            except StatusConflict:
+                if copy is None or attempt:
+                    raise
+                # The watch's copy was behind: once more from the API server's.
+                sj = await ctx.kube.get(ServerlessJob, name, namespace)
+                continue
             return None
-        try:
-            await _reconcile_locked(ctx, sj)
-        except LookAgain as again:
-            return again.delay
         return None
 
 
-async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
+async def _reconcile_locked(ctx: Context, sj: dict[str, Any], cached: bool = False) -> None:
     meta, spec = sj["metadata"], sj["spec"]
     status = sj.get("status") or {}
     current = status.get("phase")
@@ -527,7 +603,10 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
         or status.get("reason") == QueueReason.KUEUE
         or current in (JobPhase.INITIALIZING, JobPhase.RUNNING)
     )
-    job = await ctx.kube.get(Job, job_name, where.namespace) if started else None
+    job = None
+    if started:
+        job = watched.batch_job(f"{ns}/{name}") if cached else None
+        job = job or await ctx.kube.get(Job, job_name, where.namespace)
     if job is None:
         active = current in (JobPhase.INITIALIZING, JobPhase.RUNNING)
         if active and await ctx.store.asize(storage.result_key(ns, meta["uid"])) is not None:
@@ -691,7 +770,10 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
             await ctx.kube.delete(Job, job_name, where.namespace)
         raise kopf.TemporaryError("the batch Job being replaced is not gone yet", delay=1)
     # Only this batch Job's pods: a replaced one's failed pod may linger until collected.
-    pods = [p for p in await _pods(ctx, sj) if _owned_by(p, job)]
+    if cached and current == JobPhase.QUEUED and watched.pods(f"{ns}/{name}") is None:
+        pods = []  # none seen yet: the pod's first event brings it, and a look of its own
+    else:
+        pods = [p for p in await _pods(ctx, sj, cached=cached) if _owned_by(p, job)]
     pod = max(pods, key=lambda p: p["metadata"]["creationTimestamp"]) if pods else None
     obs = observe(job, pod, jobspec.timeout_seconds(sj, ctx.config))
     if obs.never_started:
@@ -715,6 +797,11 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any]) -> None:
             await ctx.kube.delete(Job, job_name, where.namespace)
             raise kopf.TemporaryError("replacing a batch Job whose pod never started", delay=1)
         obs = replace(obs, message=f"{obs.message} (after {retries} new pods)")
+    if pod is None and obs.phase == JobPhase.INITIALIZING and current == JobPhase.QUEUED:
+        # The batch Job is there and its pod not yet: the Job controller makes it within
+        # moments, and its first event writes INITIALIZING with what it shows. A write now
+        # would be replaced at once (a write, an event and a reconcile per job, for nothing).
+        return
     if obs.ahead_of_job and current != JobPhase.RUNNING:
         # A program that ended between two of the kubelet's reports was never seen running:
         # RUNNING first, DONE with the batch Job's verdict, so that its phases still read

@@ -38,10 +38,11 @@ from .. import constants as c
 from .. import memory
 from ..constants import JobPhase, QueueingStrategy, QueueReason
 from ..kube import ApiError, ServerlessJob, ServerlessQueue
-from . import queueing, usage
+from . import pod_tokens, queueing, usage
 from .conditions import now_iso
 from .context import Context, get_context
 from .jobstore import JobRecord, record_of, store
+from .watched import watched
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,9 @@ POSITION_SECONDS_PER_PLACE = 2.0
 POSITION_PATCHES_AT_ONCE = 8
 NODE_CAPACITY_TTL = 30.0
 # The queue's summary (kubectl get sq) is written at most this often: ticks come faster
-# than that in a burst, and each write is an API write and a watch event.
-SUMMARY_SECONDS = 1.0
+# than that in a burst, and each write is an API write and a watch event (at 1 s, two per
+# job of a burst: benchmarks/queue_burst.py).
+SUMMARY_SECONDS = 5.0
 _TERMINAL = {p.value for p in c.TERMINAL_JOB_PHASES}
 
 # What the tick does to a job it admitted, or the safety net to one in flight: the job's
@@ -208,16 +210,18 @@ async def _capacity(ctx: Context) -> tuple[int | None, int | None]:
     )
 
 
-async def _patch_job(ctx: Context, rec: JobRecord, changes: dict[str, Any]) -> bool:
-    """A status patch conditional on the record being current; False if it was not."""
+async def _patch_job(
+    ctx: Context, rec: JobRecord, changes: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A status patch conditional on the record being current: the job as written, or
+    None if the record was not current."""
     try:
-        await ctx.kube.patch_status(
+        return await ctx.kube.patch_status(
             ServerlessJob, rec.name, rec.namespace, changes, resource_version=rec.resource_version
         )
-        return True
     except ApiError as exc:
         if exc.status.code in (404, 409):
-            return False
+            return None
         raise
 
 
@@ -231,14 +235,22 @@ async def _admit(ctx: Context, rec: JobRecord, changes: dict[str, Any]) -> bool:
     """The admission write, conditional on the job being as the plan saw it. A job's first
     status is followed at once by kopf's own bookkeeping write (its annotations), so the
     record a wake-up tick holds is often one version behind: on a conflict the job is read
-    again, and admitted against that copy if it still waits as recorded."""
-    if await _patch_job(ctx, rec, changes):
-        return True
-    body = await ctx.kube.get(ServerlessJob, rec.name, rec.namespace)
-    if body is None:
-        return False
-    fresh = record_of(body)
-    return _waits_the_same(rec, fresh) and await _patch_job(ctx, fresh, changes)
+    again, and admitted against that copy if it still waits as recorded. The job as written
+    is the start's copy (watched.py): no read of it again to start it."""
+    written = await _patch_job(ctx, rec, changes)
+    if written is None:
+        body = await ctx.kube.get(ServerlessJob, rec.name, rec.namespace)
+        if body is None:
+            return False
+        fresh = record_of(body)
+        if not _waits_the_same(rec, fresh):
+            return False
+        written = await _patch_job(ctx, fresh, changes)
+        if written is None:
+            return False
+    (written.get("metadata") or {}).pop("managedFields", None)
+    watched.job_seen(rec.key, written)
+    return True
 
 
 async def sync_store(ctx: Context) -> None:
@@ -344,6 +356,8 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
                 .replace("+00:00", "Z"),
                 "queuePosition": None,
                 "user": rec.user,
+                # The pod's token for the job endpoint, made now: no write of its own later.
+                "tokenSha256": pod_tokens.issue(rec.namespace, rec.name, rec.uid),
             },
         )
         if ok:
@@ -416,7 +430,7 @@ async def _patch_many(
 
     async def move(rec: JobRecord, changes: dict[str, Any]) -> None:
         async with limit:
-            if await _patch_job(ctx, rec, changes):
+            if await _patch_job(ctx, rec, changes) is not None:
                 _memory.positions[rec.key] = now
 
     await asyncio.gather(*(move(rec, changes) for rec, changes in moves))
