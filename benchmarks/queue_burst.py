@@ -7,7 +7,9 @@
    Reported: submit -> admitted and submit -> RUNNING percentiles (as a client watching
    the jobs sees them), throughput, the operator's CPU seconds and peak RSS; next to the
    reference, N bare pods of the same image and requests created on the same cluster
-   (submit -> Running; no operator, no admission). All N jobs must end DONE.
+   (submit -> Running; no operator, no admission). All N jobs must end DONE. And where
+   the CPU went, per job and per bare pod, by component (the operator, the API server,
+   etcd, ..., the pods' own cgroup, the machine's busy time), from /proc.
 2. Idle: M ServerlessJobs present at once, most QUEUED (one runs at a time: a per-user
    limit of 1), and the operator's RSS once it has handled every one of them and is idle
    again (CPU under a quarter of a core), and its peak. Then a new operator process with
@@ -69,6 +71,51 @@ class ProcWatch:
             if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024  # MiB
         return 0.0
+
+
+# The local cluster's processes by name (as /proc/PID/stat has it, 15 characters at most).
+COMPONENTS = (
+    "kube-apiserver",
+    "etcd",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "containerd",
+    "weed",
+)
+
+
+def component_cpu() -> dict[str, float]:
+    """CPU seconds so far of each cluster component (all its processes), of the pods (the
+    kubelet's cgroup, cgroup v1 or v2) and of the whole machine (its busy time)."""
+    out: dict[str, float] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        name = next((n for n in COMPONENTS if comm == n[:15]), None)
+        if comm.startswith("containerd-shim"):
+            name = "containerd"
+        if name:
+            fields = stat.rsplit(")", 1)[1].split()
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    v1 = Path("/sys/fs/cgroup/cpuacct/kubepods/cpuacct.usage")
+    v2 = Path("/sys/fs/cgroup/kubepods/cpu.stat")
+    if v1.exists():
+        out["pods"] = int(v1.read_text()) / 1e9
+    elif v2.exists():
+        usage = dict(line.split() for line in v2.read_text().splitlines())
+        out["pods"] = int(usage["usage_usec"]) / 1e6
+    ticks = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    out["machine"] = sum(int(t) for i, t in enumerate(ticks) if i not in (3, 4)) / CLK_TCK
+    return out
+
+
+def cpu_since(before: dict[str, float]) -> dict[str, float]:
+    now = component_cpu()
+    return {key: now[key] - before.get(key, 0.0) for key in now}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -508,8 +555,12 @@ def main() -> int:
         assert operator.proc is not None
         try:
             op = ProcWatch(operator.proc.pid)
+            before = component_cpu()
             jobs = burst_jobs(api_client, args.jobs, op)
+            jobs["components"] = {**cpu_since(before), "operator": jobs["cpu"]}
+            before = component_cpu()
             pods = burst_pods(api_client, args.jobs, info["images"]["runtime"])
+            pods["components"] = {**cpu_since(before), "operator": 0.0}
         finally:
             while CREATED:
                 remove_namespace(api_client, CREATED.pop(), operator_running=True)
@@ -617,7 +668,25 @@ def print_burst(n: int, jobs: dict[str, Any], pods: dict[str, Any]) -> None:
     ]
     for label, a, b, ratio in table:
         print(f"{label:<34} {a:>18} {b:>18} {'' if ratio is None else f'{ratio:.2f}':>7}")
+    print_components(n, jobs, pods)
     sys.stdout.flush()
+
+
+def print_components(n: int, jobs: dict[str, Any], pods: dict[str, Any]) -> None:
+    """Where the CPU went, per job and per bare pod: on a machine the burst keeps busy, the
+    throughput ratio is about the ratio of these totals (the machine's busy time)."""
+    a, b = jobs.get("components"), pods.get("components")
+    if not a or not b:
+        return
+    print()
+    print(f"CPU seconds per job / per bare pod, by component ({os.cpu_count()} CPUs)")
+    print(f"{'component':<34} {'ServerlessJob':>18} {'bare pod (ref.)':>18} {'extra':>7}")
+    print("-" * 80)
+    order = ["operator", *COMPONENTS, "pods", "machine"]
+    for key in [k for k in order if k in a or k in b]:
+        x, y = a.get(key, 0.0) / n, b.get(key, 0.0) / n
+        label = {"pods": "pods (their cgroup)", "machine": "machine (all busy time)"}.get(key, key)
+        print(f"{label:<34} {x:>18.3f} {y:>18.3f} {x - y:>7.3f}")
 
 
 def print_single(single: dict[str, list[float]]) -> None:

@@ -145,11 +145,20 @@ def kill_active_operator_pod(cluster: dict[str, Any], paths: Paths | None = None
     return pod
 
 
-def admitted_by(cluster: dict[str, Any], namespace: str, job: str) -> str | None:
-    """Which live operator replica logged the admission of ``namespace/job``."""
-    for pod in operator_pods(cluster):
-        name = pod["metadata"]["name"]
-        logs = kubectl(cluster, "-n", NAMESPACE, "logs", name, check=False).stdout
-        if f"admitted job {namespace}/{job} " in logs:
-            return name
-    return None
+def admitted_by(
+    cluster: dict[str, Any], namespace: str, job: str, wait: float = 15.0
+) -> str | None:
+    """Which live operator replica logged the admission of ``namespace/job``. Asked right
+    after the admission shows in the job's status, the line may not be in the container's
+    log file yet (the container runtime copies it there on its own time): asked again for
+    ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        for pod in operator_pods(cluster):
+            name = pod["metadata"]["name"]
+            logs = kubectl(cluster, "-n", NAMESPACE, "logs", name, check=False).stdout
+            if f"admitted job {namespace}/{job} " in logs:
+                return name
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(1)
