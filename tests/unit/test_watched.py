@@ -68,6 +68,13 @@ def test_a_job_keeps_its_newest_copy_and_goes_when_it_ends() -> None:
     # A finished job's children's events (their TTL) keep nothing.
     watched.child_seen(KEY, child("Pod", "p1"), deleted=False)
     assert watched.pods(KEY) is None
+    # Nor does an event older than its end, still on its way (it would be a stale copy).
+    watched.job_seen(KEY, sj(5, phase="RUNNING"))
+    assert watched.job(KEY) is None
+    # A new job of the same name, once the old one is gone, is kept again.
+    watched.job_gone(KEY)
+    watched.job_seen(KEY, sj(3, phase="RUNNING"))
+    assert watched.job(KEY) is not None
 
 
 def test_children_follow_their_events_without_specs() -> None:

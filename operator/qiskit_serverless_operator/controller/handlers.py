@@ -118,11 +118,11 @@ async def job_changed(name: str, namespace: str, body: kopf.Body, **_: Any) -> N
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.JOB_PLURAL, when=spec_not_yet_seen)
-async def job_spec_event(name: str, namespace: str, type: str, body: kopf.Body, **_: Any) -> None:
+async def job_spec_event(name: str, namespace: str, type: str, **_: Any) -> None:
     if type != "DELETED":
-        # The event's own copy: the watched one (watched.py) is kept by job_record, which
-        # may run after this handler for the same event, and would not have the new spec.
-        await reconcile_job(namespace, name, body=_plain(body))
+        # Read afresh: the watched copy (watched.py) is kept by job_record, which may run
+        # after this handler for the same event, and would not have the new spec yet.
+        await reconcile_job(namespace, name, fresh=True)
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.JOB_PLURAL, when=lambda body, **_: links_refresh_wanted(body))

@@ -20,6 +20,7 @@ with its terminal status. Pods are kept without their spec (nothing reads it her
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,9 @@ from typing import Any
 from .. import constants as c
 
 _TERMINAL = {p.value for p in c.TERMINAL_JOB_PHASES}
+# How long a finished job's last version is remembered: an event of an older version still
+# on its way (kopf's queue, another handler of the same event) must not bring it back.
+ENDED_SECONDS = 120.0
 
 
 def in_flight(body: Mapping[str, Any]) -> bool:
@@ -69,12 +73,22 @@ class Watched:
 
     def __init__(self) -> None:
         self.families: dict[str, _Family] = {}
+        self.ended: dict[str, tuple[int, float]] = {}  # key: (version it ended at, when)
 
     def job_seen(self, key: str, body: Mapping[str, Any]) -> None:
         """A ServerlessJob from an event or a write's answer; kept while it is in flight.
-        An older copy than the one kept (events arrive after the write's answer) is not."""
+        An older copy than the one kept (events arrive after the write's answer) is not,
+        nor one older than the version a finished job ended at."""
+        version = _version(body)
+        ended = self.ended.get(key)
+        if ended is not None and version <= ended[0]:
+            return
         if not in_flight(body):
             self.families.pop(key, None)
+            if (body.get("status") or {}).get("phase") in _TERMINAL:
+                now = time.monotonic()
+                self.ended = {k: v for k, v in self.ended.items() if now - v[1] < ENDED_SECONDS}
+                self.ended[key] = (version, now)
             return
         family = self.families.setdefault(key, _Family())
         if family.job is None or _version(body) >= _version(family.job):
@@ -82,6 +96,7 @@ class Watched:
 
     def job_gone(self, key: str) -> None:
         self.families.pop(key, None)
+        self.ended.pop(key, None)
 
     def child_seen(self, key: str, body: Mapping[str, Any], deleted: bool) -> None:
         """A pod or batch Job of the job ``key`` (kept only while the job is in flight)."""
