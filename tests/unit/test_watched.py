@@ -62,8 +62,13 @@ def test_a_job_keeps_its_newest_copy_and_goes_when_it_ends() -> None:
     watched.job_seen(KEY, sj(5, phase="RUNNING"))
     watched.job_seen(KEY, sj(4, phase="INITIALIZING"))  # an event older than our write
     assert watched.job(KEY)["status"]["phase"] == "RUNNING"
+    answer = sj(6, phase="RUNNING")  # a write's answer carries managedFields
+    answer["metadata"]["managedFields"] = [{"manager": "m"}]
+    watched.job_seen(KEY, answer)
+    assert "managedFields" not in watched.job(KEY)["metadata"]
+    assert "managedFields" in answer["metadata"]  # the caller's copy is left as it was
     watched.child_seen(KEY, child("Pod", "p1", phase="Running"), deleted=False)
-    watched.job_seen(KEY, sj(6, phase="DONE"))
+    watched.job_seen(KEY, sj(7, phase="DONE"))
     assert watched.job(KEY) is None and watched.pods(KEY) is None
     # A finished job's children's events (their TTL) keep nothing.
     watched.child_seen(KEY, child("Pod", "p1"), deleted=False)

@@ -249,7 +249,6 @@ async def _hold_deletion(ctx: Context, sj: dict[str, Any]) -> None:
         meta["namespace"],
         {"metadata": {"finalizers": [*finalizers, c.FINALIZER]}},
     )
-    (written.get("metadata") or {}).pop("managedFields", None)
     watched.job_seen(f"{meta['namespace']}/{meta['name']}", written)
     sj["metadata"] = written["metadata"]  # later writes are conditional on this version
 
@@ -434,7 +433,6 @@ async def _write_status(ctx: Context, sj: dict[str, Any], changes: dict[str, Any
             raise StatusConflict(f"status write raced ({exc.status.code})", delay=0.2) from exc
         raise
     # The next look (the pod's next event) starts from this version, not the one before.
-    (written.get("metadata") or {}).pop("managedFields", None)
     watched.job_seen(f"{meta['namespace']}/{meta['name']}", written)
     if old.get("phase") != new["phase"]:
         metrics.transition(sj, new["phase"])

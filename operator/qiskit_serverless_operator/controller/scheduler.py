@@ -248,7 +248,6 @@ async def _admit(ctx: Context, rec: JobRecord, changes: dict[str, Any]) -> bool:
         written = await _patch_job(ctx, fresh, changes)
         if written is None:
             return False
-    (written.get("metadata") or {}).pop("managedFields", None)
     watched.job_seen(rec.key, written)
     return True
 

@@ -91,8 +91,10 @@ class Watched:
                 self.ended[key] = (version, now)
             return
         family = self.families.setdefault(key, _Family())
-        if family.job is None or _version(body) >= _version(family.job):
-            family.job = dict(body)
+        if family.job is None or version >= _version(family.job):
+            # A write's answer carries managedFields (events come without): not kept.
+            meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+            family.job = {**body, "metadata": meta}
 
     def job_gone(self, key: str) -> None:
         self.families.pop(key, None)
