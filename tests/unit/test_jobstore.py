@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -107,3 +108,22 @@ def test_only_events_tell_that_the_watch_is_alive() -> None:
     assert store.last_event == float("-inf")
     store.seen(rec("an-event"))
     assert store.last_event > 0
+
+
+def test_the_tasks_of_a_job_are_known_until_they_are_gone() -> None:
+    store = JobStore()
+    t1 = dataclasses.replace(rec("t1"), task_parent="parent")
+    t2 = dataclasses.replace(rec("t2"), task_parent="parent")
+    store.seen(t1)
+    store.seen(t2)
+    assert store.has_tasks("ns", "parent") and not store.has_tasks("ns", "t1")
+    assert not store.has_tasks("other", "parent")
+    store.gone("ns/t1", "uid-t1")
+    assert store.has_tasks("ns", "parent")
+    # A listing that no longer shows t2 (its deletion event lost) drops it from the index too.
+    store.merge_listing([rec("a")], time.monotonic())
+    assert not store.has_tasks("ns", "parent")
+    # A record replaced by one of another parent moves with it.
+    store.seen(dataclasses.replace(rec("t3"), task_parent="parent"))
+    store.seen(dataclasses.replace(rec("t3"), task_parent="next"))
+    assert not store.has_tasks("ns", "parent") and store.has_tasks("ns", "next")
