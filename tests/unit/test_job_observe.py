@@ -19,7 +19,12 @@ def test_no_batch_job_means_queued():
 def test_pod_states_map_to_initializing_and_running():
     assert observe(_job(), None).phase == JobPhase.INITIALIZING
     waiting = _pod({"waiting": {"reason": "ContainerCreating"}})
+    # The same reason and message as before the kubelet's first word: no second write.
+    assert observe(_job(), waiting) == observe(_job(), {"status": {}})
     assert observe(_job(), waiting).phase == JobPhase.INITIALIZING
+    assert observe(_job(), _pod({"waiting": {"reason": "PodInitializing"}})).reason == (
+        "PodInitializing"
+    )
     running = observe(_job(), _pod({"running": {"startedAt": "2026-01-01T00:00:00Z"}}))
     assert running.phase == JobPhase.RUNNING and running.started_at == "2026-01-01T00:00:00Z"
 

@@ -22,6 +22,12 @@ _FATAL_WAITING = {
 }
 
 
+# A pod being scheduled, its image pulled (the kubelet says ContainerCreating meanwhile) and
+# its container created is one step for the job: INITIALIZING, PodPending. Each status write
+# is API server and etcd work for every job, and these two came a second apart.
+_STARTING = frozenset({"PodPending", "ContainerCreating"})
+
+
 # Terminated reasons of a container the runtime failed to start: the program never ran
 # (containerd reports exit code 128, "StartError", e.g. when the kubelet restarts in the middle
 # of starting it), so a new pod is safe; any other exit code is the program's own.
@@ -208,6 +214,9 @@ def observe(
             finished_at=finished_at,
         )
     reason = waiting.get("reason") or "PodPending"
+    if reason in _STARTING:
+        # The kubelet's normal start: one status write for it, not one per step.
+        return Observation(JobPhase.INITIALIZING, "PodPending", "creating the job's pod")
     return Observation(JobPhase.INITIALIZING, reason, "starting the job's pod")
 
 
