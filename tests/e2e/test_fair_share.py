@@ -149,6 +149,14 @@ def test_fair_share_limits_reasons_and_a_restart(
             stop.set()
             watcher.join(5)
 
+    # Every finished job's run reaches the ledger (a few jobs per write, every few seconds).
+    wait_until(
+        lambda: all(
+            (job.get("status") or {}).get("accounted") for job in _jobs(api, namespace).values()
+        ),
+        timeout=60,
+        what="every job counted in the usage ledger",
+    )
     jobs = _jobs(api, namespace)
     assert {jobs[n]["status"]["phase"] for n in [*a_names, b_name]} == {"DONE"}, {
         n: jobs[n]["status"].get("message") for n in jobs

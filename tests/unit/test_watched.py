@@ -104,6 +104,10 @@ def test_children_follow_their_events_without_specs() -> None:
     assert watched.batch_job(KEY)["metadata"]["uid"] == "b2"
     watched.child_seen(KEY, child("Job", "b2"), deleted=True)
     assert watched.batch_job(KEY) is None
+    # The create's answer coming back after the batch Job's next event: the newer is kept.
+    watched.child_seen(KEY, child("Job", "b3", rv=7, active=1), deleted=False)
+    watched.child_seen(KEY, child("Job", "b3", rv=5), deleted=False)
+    assert watched.batch_job(KEY)["status"] == {"active": 1}
     watched.job_gone(KEY)
     assert watched.job(KEY) is None
 

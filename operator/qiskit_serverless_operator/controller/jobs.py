@@ -118,10 +118,7 @@ def check_task(sj: dict[str, Any], parent: dict[str, Any] | None) -> dict[str, A
 async def _stop_tasks(ctx: Context, sj: dict[str, Any]) -> None:
     """A job that ended stops its tasks still going (each then ends ParentEnded)."""
     meta = sj["metadata"]
-    if store.synced_at is not None and not any(
-        r.task_parent == meta["name"] and r.namespace == meta["namespace"]
-        for r in store.records.values()
-    ):
+    if store.synced_at is not None and not store.has_tasks(meta["namespace"], meta["name"]):
         # No task of it was ever seen (a list per finished job, for most jobs nothing). A
         # task whose first event is still on its way sees the ended job when it is handled.
         return
@@ -337,7 +334,9 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
             ServerlessJob, meta["name"], meta["namespace"], {"tokenSha256": digest}
         )
     try:
-        await ctx.kube.create_or_get(jobspec.batch_job(sj, qf, cfg, arguments_secret=args_secret))
+        batch, _ = await ctx.kube.create_or_get(
+            jobspec.batch_job(sj, qf, cfg, arguments_secret=args_secret)
+        )
     except ApiError as exc:
         if exc.status.code != 422:
             raise
@@ -346,6 +345,12 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
         raise JobInputError(
             "InvalidPodSpec", f"Kubernetes refused the job's pod: {exc.status.message}"
         ) from exc
+    # The next look (the pod's first event, maybe before the batch Job's) starts from it.
+    watched.child_seen(
+        f"{meta['namespace']}/{meta['name']}",
+        {"apiVersion": "batch/v1", "kind": "Job", **batch},
+        deleted=False,
+    )
 
 
 def _owned_by(pod: dict[str, Any], job: dict[str, Any]) -> bool:
@@ -602,9 +607,14 @@ async def _reconcile_locked(ctx: Context, sj: dict[str, Any], cached: bool = Fal
         or current in (JobPhase.INITIALIZING, JobPhase.RUNNING)
     )
     job = None
+    # Admitted and not started: its batch Job is about to be made (one read less per job);
+    # one made already by a run that crashed before its next status write is found by the
+    # start's create-or-get.
+    starting = current == JobPhase.QUEUED and status.get("reason") == QueueReason.ADMITTED
     if started:
         job = watched.batch_job(f"{ns}/{name}") if cached else None
-        job = job or await ctx.kube.get(Job, job_name, where.namespace)
+        if job is None and not (cached and starting):
+            job = await ctx.kube.get(Job, job_name, where.namespace)
     if job is None:
         active = current in (JobPhase.INITIALIZING, JobPhase.RUNNING)
         if active and await ctx.store.asize(storage.result_key(ns, meta["uid"])) is not None:

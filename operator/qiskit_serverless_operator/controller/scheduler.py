@@ -61,6 +61,15 @@ NODE_CAPACITY_TTL = 30.0
 # than that in a burst, and each write is an API write and a watch event (at 1 s, two per
 # job of a burst: benchmarks/queue_burst.py).
 SUMMARY_SECONDS = 5.0
+# ... and when only the users' usage moved (it decays by the second, so an idle queue wrote
+# its summary every 5 s for as long as anyone had used it), once a minute.
+SUMMARY_USAGE_SECONDS = 60.0
+_SUMMARY_KEYS = ("running", "waiting", "cpu", "memory", "userCount", "limits")
+# Finished jobs' usage goes to the ledger at most this often, several at a time: the ledger
+# (with its last 2,000 accounted job UIDs, 80 KB) is one object written whole, and once per
+# finished job it was the biggest write of each job in a burst. Until then the queue's
+# order counts them from their records.
+LEDGER_SECONDS = 5.0
 _TERMINAL = {p.value for p in c.TERMINAL_JOB_PHASES}
 
 # What the tick does to a job it admitted, or the safety net to one in flight: the job's
@@ -75,6 +84,7 @@ class _Memory:
     admitted: dict[str, float]
     positions: dict[str, float] = field(default_factory=dict)
     summary_at: float = float("-inf")  # when the queue's summary was last written (monotonic)
+    ledger_at: float = float("-inf")  # when finished jobs were last accounted (monotonic)
     nodes: tuple[float, int, int] | None = None  # (fetched at, cpu millis, memory bytes)
 
 
@@ -279,11 +289,13 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
     now = time.time()
     status = usage.latest_status(queue)
 
-    finished = [
-        r for r in records if r.phase in _TERMINAL and r.admitted and r.start and not r.accounted
-    ]
-    if finished:
+    finished = usage.unmarked(
+        [r for r in records if r.phase in _TERMINAL and r.admitted and r.start and not r.accounted]
+    )
+    if finished and time.monotonic() - _memory.ledger_at >= LEDGER_SECONDS:
         status = await usage.account(ctx, finished, status, now)
+        _memory.ledger_at = time.monotonic()
+        finished = []
 
     for key, at in list(_memory.admitted.items()):
         if now - at > 60:
@@ -309,6 +321,8 @@ async def tick(queue: dict[str, Any], records: list[JobRecord], start: Reconcile
     for r in running_records:
         if r.start:
             used[r.user] = used.get(r.user, 0.0) + max(0.0, now - r.start)
+    for r in usage.not_in_ledger(finished, status):
+        used[r.user] = used.get(r.user, 0.0) + usage.run_seconds(r, now)
 
     # A job with tasks still to finish waits on them: its slot is theirs (a user limit of 1
     # still runs a job's tasks, one at a time), its pod's requests stay counted.
@@ -491,8 +505,20 @@ async def _write_summary(
     now = time.monotonic()
     if now - _memory.summary_at < SUMMARY_SECONDS:
         return  # a tick soon writes what it is then: counts, for people, not decisions
+    if _without_usage(current) == _without_usage(summary) and (
+        now - _memory.summary_at < SUMMARY_USAGE_SECONDS
+    ):
+        return  # only the users' decaying usage moved (it always does)
     await ctx.kube.patch_status(ServerlessQueue, c.QUEUE_NAME, None, summary)
     _memory.summary_at = now
+
+
+def _without_usage(summary: dict[str, Any]) -> dict[str, Any]:
+    users = summary.get("users") or []
+    return {
+        **{key: value for key, value in summary.items() if key in _SUMMARY_KEYS},
+        "users": sorted((u.get("user"), u.get("running"), u.get("waiting")) for u in users),
+    }
 
 
 SAFETY_NET_SECONDS = 30.0

@@ -59,6 +59,24 @@ def decayed_usage(ledger: dict[str, Any], now: float, half_life: float) -> dict[
     return usage
 
 
+def run_seconds(rec: JobRecord, now: float) -> float:
+    return max(0.0, (rec.end or now) - (rec.start or now))
+
+
+def unmarked(finished: list[JobRecord]) -> list[JobRecord]:
+    """Finished jobs not marked accounted by this process either (their records may not
+    show the mark yet)."""
+    return [r for r in finished if r.uid not in _marked] if _marked else finished
+
+
+def not_in_ledger(finished: list[JobRecord], status: dict[str, Any]) -> list[JobRecord]:
+    """The finished jobs whose run the ledger does not hold yet."""
+    if not finished:
+        return finished
+    seen = set(status.get("accountedJobs") or ())
+    return [r for r in finished if r.uid not in seen]
+
+
 async def account(
     ctx: Context, finished: list[JobRecord], status: dict[str, Any], now: float
 ) -> dict[str, Any]:
@@ -90,8 +108,7 @@ async def _account(
     for rec in finished:
         if rec.uid in seen_set:
             continue
-        seconds = max(0.0, (rec.end or now) - (rec.start or now))
-        usage[rec.user] = usage.get(rec.user, 0.0) + seconds
+        usage[rec.user] = usage.get(rec.user, 0.0) + run_seconds(rec, now)
         seen.append(rec.uid)
         seen_set.add(rec.uid)
         added = True

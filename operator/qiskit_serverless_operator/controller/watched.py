@@ -48,10 +48,17 @@ def in_flight(body: Mapping[str, Any]) -> bool:
 
 def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
     """A child as the reconcile reads it: metadata and status, and a batch Job's suspend."""
-    slim = {key: body[key] for key in ("apiVersion", "kind", "metadata", "status") if key in body}
+    slim = {key: body[key] for key in ("apiVersion", "kind", "status") if key in body}
+    slim["metadata"] = _meta(body)
     if body.get("kind") == "Job":
         slim["spec"] = {"suspend": (body.get("spec") or {}).get("suspend")}
     return slim
+
+
+def _meta(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata without managedFields: a write's answer carries them (events come
+    without), and nothing here reads them."""
+    return {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
 
 
 def _version(body: Mapping[str, Any]) -> int:
@@ -92,9 +99,7 @@ class Watched:
             return
         family = self.families.setdefault(key, _Family())
         if family.job is None or version >= _version(family.job):
-            # A write's answer carries managedFields (events come without): not kept.
-            meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
-            family.job = {**body, "metadata": meta}
+            family.job = {**body, "metadata": _meta(body)}
 
     def job_gone(self, key: str) -> None:
         self.families.pop(key, None)
@@ -114,7 +119,13 @@ class Watched:
         elif deleted:
             if family.batch_job is not None and family.batch_job["metadata"].get("uid") == uid:
                 family.batch_job = None
-        else:
+        elif (
+            family.batch_job is None
+            or family.batch_job["metadata"].get("uid") != uid
+            or _version(body) >= _version(family.batch_job)
+        ):
+            # Not an older copy of the same one: the create's answer may come back after
+            # the batch Job's first events.
             family.batch_job = _slim(body)
 
     def job(self, key: str) -> dict[str, Any] | None:
