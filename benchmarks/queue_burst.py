@@ -1,7 +1,8 @@
 """The admission queue under load, on the local cluster, printed as tables.
 
     .venv/bin/python -m tests.cluster up
-    .venv/bin/python benchmarks/queue_burst.py [--jobs 500] [--idle-jobs 10000] [--single 10]
+    .venv/bin/python benchmarks/queue_burst.py [--jobs 500] [--rounds 2] [--idle-jobs 10000]
+        [--single 10]
 
 1. Burst: N ServerlessJobs of a tiny program submitted at once (threads, like many users).
    Reported: submit -> admitted and submit -> RUNNING percentiles (as a client watching
@@ -9,7 +10,9 @@
    reference, N bare pods of the same image and requests created on the same cluster
    (submit -> Running; no operator, no admission). All N jobs must end DONE. And where
    the CPU went, per job and per bare pod, by component (the operator, the API server,
-   etcd, ..., the pods' own cgroup, the machine's busy time), from /proc.
+   etcd, ..., the pods' own cgroup, the machine's busy time), from /proc. The two kinds
+   alternate, mirrored (``--rounds 2``: jobs, pods, pods, jobs), so that a shared machine
+   that gets busier or quieter during the run weighs on both alike.
 2. Idle: M ServerlessJobs present at once, most QUEUED (one runs at a time: a per-user
    limit of 1), and the operator's RSS once it has handled every one of them and is idle
    again (CPU under a quarter of a core), and its peak. Then a new operator process with
@@ -292,6 +295,42 @@ def burst_pods(api_client: client.ApiClient, count: int, image: str) -> dict[str
     }
 
 
+def burst_order(rounds: int) -> list[str]:
+    """Jobs and bare pods alternate, mirrored (jobs, pods, pods, jobs, ...): a machine that
+    gets slower or faster during the run (it is shared) weighs on both kinds alike, where
+    one burst of each, one after the other, differed by up to 30% between two runs."""
+    order: list[str] = []
+    for i in range(rounds):
+        order += ["jobs", "pods"] if i % 2 == 0 else ["pods", "jobs"]
+    return order
+
+
+def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Bursts of one kind as one: times pooled, counts and seconds summed, peaks the max."""
+    out: dict[str, Any] = {"rounds": len(rounds)}
+    for key in ("admit", "running"):
+        if key in rounds[0]:
+            out[key] = [v for r in rounds for v in r[key]]
+    for key in ("elapsed", "finished", "done", "cpu", "submit_seconds"):
+        if key in rounds[0]:
+            out[key] = sum(r[key] for r in rounds)
+    if "rss_peak" in rounds[0]:
+        out["rss_peak"] = max(r["rss_peak"] for r in rounds)
+    components: dict[str, float] = {}
+    for r in rounds:
+        for name, seconds in r["components"].items():
+            components[name] = components.get(name, 0.0) + seconds
+    out["components"] = components
+    return out
+
+
+def round_line(result: dict[str, Any]) -> str:
+    return (
+        f"{result['finished']} finished in {result['elapsed']:.0f} s, "
+        f"RUNNING p50 {percentile(result['running'], 50):.1f} s"
+    )
+
+
 def _poll(read, done, timeout: float = 300.0) -> float:  # type: ignore[no-untyped-def]
     """Seconds until ``done(read())`` holds (polled every 20 ms: the same for both sides)."""
     started = time.time()
@@ -313,7 +352,11 @@ def bare_pod(name: str, image: str) -> client.V1Pod:
                     name="main",
                     image=image,
                     command=["python3", "-c", "import qiskit_serverless"],
-                    resources=client.V1ResourceRequirements(requests=REQUESTS),
+                    # What a job's pod gets for the same requests: a memory limit equal to
+                    # the request (jobspec.resources), so both kinds run under the same cap.
+                    resources=client.V1ResourceRequirements(
+                        requests=REQUESTS, limits={"memory": REQUESTS["memory"]}
+                    ),
                 )
             ],
         ),
@@ -532,6 +575,12 @@ def main() -> int:
     parser.add_argument(
         "--single", type=int, default=10, help="single jobs on an idle cluster (0: skip)"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="bursts of each kind, alternating: 2 runs jobs, pods, pods, jobs",
+    )
     args = parser.parse_args()
     info = json.loads(Path("/var/lib/qso-cluster/cluster.json").read_text())
     config.load_kube_config(info["kubeconfig"])
@@ -553,19 +602,30 @@ def main() -> int:
         )
         operator.start()
         assert operator.proc is not None
+        job_rounds: list[dict[str, Any]] = []
+        pod_rounds: list[dict[str, Any]] = []
         try:
             op = ProcWatch(operator.proc.pid)
-            before = component_cpu()
-            jobs = burst_jobs(api_client, args.jobs, op)
-            jobs["components"] = {**cpu_since(before), "operator": jobs["cpu"]}
-            before = component_cpu()
-            pods = burst_pods(api_client, args.jobs, info["images"]["runtime"])
-            pods["components"] = {**cpu_since(before), "operator": 0.0}
+            for kind in burst_order(args.rounds):
+                before = component_cpu()
+                if kind == "jobs":
+                    jobs = burst_jobs(api_client, args.jobs, op)
+                    jobs["components"] = {**cpu_since(before), "operator": jobs["cpu"]}
+                    job_rounds.append(jobs)
+                else:
+                    pods = burst_pods(api_client, args.jobs, info["images"]["runtime"])
+                    pods["components"] = {**cpu_since(before), "operator": 0.0}
+                    pod_rounds.append(pods)
+                latest = (job_rounds if kind == "jobs" else pod_rounds)[-1]
+                print(f"burst of {args.jobs} {kind}: {round_line(latest)}", flush=True)
+                # The next burst starts on a cluster without this one's objects.
+                while CREATED:
+                    remove_namespace(api_client, CREATED.pop(), operator_running=True)
         finally:
             while CREATED:
                 remove_namespace(api_client, CREATED.pop(), operator_running=True)
             operator.stop()
-        print_burst(args.jobs, jobs, pods)
+        print_burst(args.jobs, combine(job_rounds), combine(pod_rounds), args.rounds)
 
     if args.single:
         single_op = OperatorProcess(
@@ -618,7 +678,10 @@ def main() -> int:
             print("the restarted operator handled nothing within 15 minutes", file=sys.stderr)
             return 1
     if args.jobs:
-        return 0 if jobs["finished"] == args.jobs and jobs["done"] == args.jobs else 1
+        everything = args.jobs * args.rounds
+        finished = sum(r["finished"] for r in job_rounds)
+        done = sum(r["done"] for r in job_rounds)
+        return 0 if finished == everything and done == everything else 1
     return 0
 
 
@@ -626,14 +689,17 @@ def pct(values: list[float]) -> str:
     return " / ".join(f"{percentile(values, q):.1f}" for q in (50, 90, 99))
 
 
-def print_burst(n: int, jobs: dict[str, Any], pods: dict[str, Any]) -> None:
+def print_burst(n: int, jobs: dict[str, Any], pods: dict[str, Any], rounds: int = 1) -> None:
     print()
-    print(f"Burst of {n} on one node ({os.cpu_count()} CPUs), requests {REQUESTS}")
+    order = ", ".join(burst_order(rounds))
+    print(f"Bursts of {n} on one node ({os.cpu_count()} CPUs), requests {REQUESTS}")
+    print(f"{rounds} of each kind ({order}); times pooled, seconds and counts summed")
+    total = n * rounds
     print(f"{'measure':<34} {'ServerlessJobs':>18} {'bare pods (ref.)':>18} {'ratio':>7}")
     print("-" * 80)
     table = [
         (
-            "submit: all created (s)",
+            "submit: all created (s, summed)",
             f"{jobs['submit_seconds']:.1f}",
             f"{pods['submit_seconds']:.1f}",
             jobs["submit_seconds"] / max(pods["submit_seconds"], 1e-9),
@@ -646,7 +712,7 @@ def print_burst(n: int, jobs: dict[str, Any], pods: dict[str, Any]) -> None:
             percentile(jobs["running"], 50) / max(percentile(pods["running"], 50), 1e-9),
         ),
         (
-            "all finished (s)",
+            "all finished (s, summed)",
             f"{jobs['elapsed']:.1f}",
             f"{pods['elapsed']:.1f}",
             jobs["elapsed"] / max(pods["elapsed"], 1e-9),
@@ -659,8 +725,8 @@ def print_burst(n: int, jobs: dict[str, Any], pods: dict[str, Any]) -> None:
         ),
         (
             "DONE / finished / submitted",
-            f"{jobs['done']}/{jobs['finished']}/{n}",
-            f"-/{pods['finished']}/{n}",
+            f"{jobs['done']}/{jobs['finished']}/{total}",
+            f"-/{pods['finished']}/{total}",
             None,
         ),
         ("operator CPU (s)", f"{jobs['cpu']:.1f}", "-", None),
@@ -668,7 +734,7 @@ def print_burst(n: int, jobs: dict[str, Any], pods: dict[str, Any]) -> None:
     ]
     for label, a, b, ratio in table:
         print(f"{label:<34} {a:>18} {b:>18} {'' if ratio is None else f'{ratio:.2f}':>7}")
-    print_components(n, jobs, pods)
+    print_components(total, jobs, pods)
     sys.stdout.flush()
 
 
