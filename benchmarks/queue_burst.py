@@ -307,7 +307,7 @@ def burst_order(rounds: int) -> list[str]:
 
 def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Bursts of one kind as one: times pooled, counts and seconds summed, peaks the max."""
-    out: dict[str, Any] = {"rounds": len(rounds)}
+    out: dict[str, Any] = {}
     for key in ("admit", "running"):
         if key in rounds[0]:
             out[key] = [v for r in rounds for v in r[key]]
@@ -609,15 +609,14 @@ def main() -> int:
             for kind in burst_order(args.rounds):
                 before = component_cpu()
                 if kind == "jobs":
-                    jobs = burst_jobs(api_client, args.jobs, op)
-                    jobs["components"] = {**cpu_since(before), "operator": jobs["cpu"]}
-                    job_rounds.append(jobs)
+                    result = burst_jobs(api_client, args.jobs, op)
+                    result["components"] = {**cpu_since(before), "operator": result["cpu"]}
+                    job_rounds.append(result)
                 else:
-                    pods = burst_pods(api_client, args.jobs, info["images"]["runtime"])
-                    pods["components"] = {**cpu_since(before), "operator": 0.0}
-                    pod_rounds.append(pods)
-                latest = (job_rounds if kind == "jobs" else pod_rounds)[-1]
-                print(f"burst of {args.jobs} {kind}: {round_line(latest)}", flush=True)
+                    result = burst_pods(api_client, args.jobs, info["images"]["runtime"])
+                    result["components"] = {**cpu_since(before), "operator": 0.0}
+                    pod_rounds.append(result)
+                print(f"burst of {args.jobs} {kind}: {round_line(result)}", flush=True)
                 # The next burst starts on a cluster without this one's objects.
                 while CREATED:
                     remove_namespace(api_client, CREATED.pop(), operator_running=True)

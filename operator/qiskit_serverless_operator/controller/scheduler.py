@@ -64,7 +64,6 @@ SUMMARY_SECONDS = 5.0
 # ... and when only the users' usage moved (it decays by the second, so an idle queue wrote
 # its summary every 5 s for as long as anyone had used it), once a minute.
 SUMMARY_USAGE_SECONDS = 60.0
-_SUMMARY_KEYS = ("running", "waiting", "cpu", "memory", "userCount", "limits")
 # Finished jobs' usage goes to the ledger at most this often, several at a time: the ledger
 # (with its last 2,000 accounted job UIDs, 80 KB) is one object written whole, and once per
 # finished job it was the biggest write of each job in a burst. Until then the queue's
@@ -505,20 +504,21 @@ async def _write_summary(
     now = time.monotonic()
     if now - _memory.summary_at < SUMMARY_SECONDS:
         return  # a tick soon writes what it is then: counts, for people, not decisions
-    if _without_usage(current) == _without_usage(summary) and (
-        now - _memory.summary_at < SUMMARY_USAGE_SECONDS
-    ):
-        return  # only the users' decaying usage moved (it always does)
+    if _only_usage_moved(current, summary) and now - _memory.summary_at < SUMMARY_USAGE_SECONDS:
+        return  # the users' decaying usage always moves
     await ctx.kube.patch_status(ServerlessQueue, c.QUEUE_NAME, None, summary)
     _memory.summary_at = now
 
 
-def _without_usage(summary: dict[str, Any]) -> dict[str, Any]:
-    users = summary.get("users") or []
-    return {
-        **{key: value for key, value in summary.items() if key in _SUMMARY_KEYS},
-        "users": sorted((u.get("user"), u.get("running"), u.get("waiting")) for u in users),
-    }
+def _only_usage_moved(current: dict[str, Any], summary: dict[str, Any]) -> bool:
+    """Whether the written summary differs from the new one in the users' usage only."""
+
+    def counts(users: list[dict[str, Any]] | None) -> list[tuple[Any, ...]]:
+        return sorted((u.get("user"), u.get("running"), u.get("waiting")) for u in users or [])
+
+    return counts(current.get("users")) == counts(summary.get("users")) and all(
+        current.get(key) == value for key, value in summary.items() if key != "users"
+    )
 
 
 SAFETY_NET_SECONDS = 30.0
