@@ -295,13 +295,78 @@ def burst_pods(api_client: client.ApiClient, count: int, image: str) -> dict[str
     }
 
 
-def burst_order(rounds: int) -> list[str]:
+def burst_batch(api_client: client.ApiClient, count: int, image: str) -> dict[str, Any]:
+    """N batch/v1 Jobs of the bare pod, as the operator makes them (one pod, no retry, a
+    deadline, removed 5 s after they finish like the jobs' here) and no operator: what
+    DESIGN.md's "run each job as a batch/v1 Job" costs by itself, the floor under a job."""
+    core = client.CoreV1Api(api_client)
+    batch = client.BatchV1Api(api_client)
+    namespace = new_namespace(core, "batch")
+    submitted: dict[str, float] = {}
+    running: dict[str, float] = {}
+    finished: dict[str, float] = {}
+    done = threading.Event()
+
+    def observe() -> None:
+        w = watch.Watch()
+        while not done.is_set():
+            for event in w.stream(core.list_namespaced_pod, namespace, timeout_seconds=30):
+                now = time.time()
+                pod = event["object"]
+                name = (pod.metadata.labels or {}).get("batch.kubernetes.io/job-name")
+                phase = pod.status.phase
+                if name and phase in ("Running", "Succeeded", "Failed"):
+                    running.setdefault(name, now)
+                if name and phase in ("Succeeded", "Failed"):
+                    finished.setdefault(name, now)
+                if len(finished) >= count:
+                    done.set()
+                    return
+
+    watcher = threading.Thread(target=observe, daemon=True)
+    watcher.start()
+    time.sleep(1)
+    started = time.time()
+
+    def submit(i: int) -> None:
+        name = f"batch-{i:05d}"
+        template = client.V1PodTemplateSpec(spec=bare_pod(name, image).spec)
+        body = client.V1Job(
+            metadata=client.V1ObjectMeta(name=name),
+            spec=client.V1JobSpec(
+                backoff_limit=0,
+                completions=1,
+                parallelism=1,
+                pod_replacement_policy="Failed",
+                active_deadline_seconds=3600,
+                ttl_seconds_after_finished=5,
+                template=template,
+            ),
+        )
+        submitted[name] = time.time()
+        batch.create_namespaced_job(namespace, body)
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(submit, range(count)))
+    submit_seconds = time.time() - started
+    done.wait(timeout=count * 10 + 600)
+    elapsed = max(finished.values(), default=time.time()) - started
+    return {
+        "namespace": namespace,
+        "submit_seconds": submit_seconds,
+        "running": [running[n] - submitted[n] for n in running if n in submitted],
+        "elapsed": elapsed,
+        "finished": len(finished),
+    }
+
+
+def burst_order(rounds: int, kinds: tuple[str, ...] = ("jobs", "pods")) -> list[str]:
     """Jobs and bare pods alternate, mirrored (jobs, pods, pods, jobs, ...): a machine that
     gets slower or faster during the run (it is shared) weighs on both kinds alike, where
     one burst of each, one after the other, differed by up to 30% between two runs."""
     order: list[str] = []
     for i in range(rounds):
-        order += ["jobs", "pods"] if i % 2 == 0 else ["pods", "jobs"]
+        order += list(kinds) if i % 2 == 0 else list(reversed(kinds))
     return order
 
 
@@ -581,7 +646,13 @@ def main() -> int:
         default=2,
         help="bursts of each kind, alternating: 2 runs jobs, pods, pods, jobs",
     )
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="also bursts of bare batch/v1 Jobs of the same pod (no operator): the floor",
+    )
     args = parser.parse_args()
+    kinds = ("jobs", "batch", "pods") if args.batch else ("jobs", "pods")
     info = json.loads(Path("/var/lib/qso-cluster/cluster.json").read_text())
     config.load_kube_config(info["kubeconfig"])
     api_client = client.ApiClient()
@@ -604,14 +675,19 @@ def main() -> int:
         assert operator.proc is not None
         job_rounds: list[dict[str, Any]] = []
         pod_rounds: list[dict[str, Any]] = []
+        batch_rounds: list[dict[str, Any]] = []
         try:
             op = ProcWatch(operator.proc.pid)
-            for kind in burst_order(args.rounds):
+            for kind in burst_order(args.rounds, kinds):
                 before = component_cpu()
                 if kind == "jobs":
                     result = burst_jobs(api_client, args.jobs, op)
                     result["components"] = {**cpu_since(before), "operator": result["cpu"]}
                     job_rounds.append(result)
+                elif kind == "batch":
+                    result = burst_batch(api_client, args.jobs, info["images"]["runtime"])
+                    result["components"] = {**cpu_since(before), "operator": 0.0}
+                    batch_rounds.append(result)
                 else:
                     result = burst_pods(api_client, args.jobs, info["images"]["runtime"])
                     result["components"] = {**cpu_since(before), "operator": 0.0}
@@ -624,7 +700,9 @@ def main() -> int:
             while CREATED:
                 remove_namespace(api_client, CREATED.pop(), operator_running=True)
             operator.stop()
-        print_burst(args.jobs, combine(job_rounds), combine(pod_rounds), args.rounds)
+        print_burst(args.jobs, combine(job_rounds), combine(pod_rounds), args.rounds, kinds)
+        if batch_rounds:
+            print_floor(args.jobs * args.rounds, combine(batch_rounds), combine(pod_rounds))
 
     if args.single:
         single_op = OperatorProcess(
@@ -688,9 +766,15 @@ def pct(values: list[float]) -> str:
     return " / ".join(f"{percentile(values, q):.1f}" for q in (50, 90, 99))
 
 
-def print_burst(n: int, jobs: dict[str, Any], pods: dict[str, Any], rounds: int = 1) -> None:
+def print_burst(
+    n: int,
+    jobs: dict[str, Any],
+    pods: dict[str, Any],
+    rounds: int = 1,
+    kinds: tuple[str, ...] = ("jobs", "pods"),
+) -> None:
     print()
-    order = ", ".join(burst_order(rounds))
+    order = ", ".join(burst_order(rounds, kinds))
     print(f"Bursts of {n} on one node ({os.cpu_count()} CPUs), requests {REQUESTS}")
     print(f"{rounds} of each kind ({order}); times pooled, seconds and counts summed")
     total = n * rounds
@@ -737,15 +821,45 @@ def print_burst(n: int, jobs: dict[str, Any], pods: dict[str, Any], rounds: int 
     sys.stdout.flush()
 
 
-def print_components(n: int, jobs: dict[str, Any], pods: dict[str, Any]) -> None:
+def print_floor(n: int, batch: dict[str, Any], pods: dict[str, Any]) -> None:
+    """Bare batch/v1 Jobs against bare pods: the share of a job's cost that is Kubernetes'
+    Job controller's and not the operator's."""
+    print()
+    print("The floor: bare batch/v1 Jobs of the same pod, no operator (times pooled)")
+    print(f"{'measure':<34} {'batch Jobs':>18} {'bare pods (ref.)':>18} {'ratio':>7}")
+    print("-" * 80)
+    rows = (
+        (
+            "submit -> RUNNING p50/p90/p99 (s)",
+            pct(batch["running"]),
+            pct(pods["running"]),
+            percentile(batch["running"], 50) / max(percentile(pods["running"], 50), 1e-9),
+        ),
+        (
+            "throughput (per minute)",
+            f"{60 * batch['finished'] / batch['elapsed']:.1f}",
+            f"{60 * pods['finished'] / pods['elapsed']:.1f}",
+            (batch["finished"] / batch["elapsed"]) / max(pods["finished"] / pods["elapsed"], 1e-9),
+        ),
+        ("finished / submitted", f"{batch['finished']}/{n}", f"{pods['finished']}/{n}", None),
+    )
+    for label, a, b, ratio in rows:
+        print(f"{label:<34} {a:>18} {b:>18} {'' if ratio is None else f'{ratio:.2f}':>7}")
+    print_components(n, batch, pods, "batch Job")
+    sys.stdout.flush()
+
+
+def print_components(
+    n: int, jobs: dict[str, Any], pods: dict[str, Any], kind: str = "ServerlessJob"
+) -> None:
     """Where the CPU went, per job and per bare pod: on a machine the burst keeps busy, the
     throughput ratio is about the ratio of these totals (the machine's busy time)."""
     a, b = jobs.get("components"), pods.get("components")
     if not a or not b:
         return
     print()
-    print(f"CPU seconds per job / per bare pod, by component ({os.cpu_count()} CPUs)")
-    print(f"{'component':<34} {'ServerlessJob':>18} {'bare pod (ref.)':>18} {'extra':>7}")
+    print(f"CPU seconds per {kind} / per bare pod, by component ({os.cpu_count()} CPUs)")
+    print(f"{'component':<34} {kind:>18} {'bare pod (ref.)':>18} {'extra':>7}")
     print("-" * 80)
     order = ["operator", *COMPONENTS, "pods", "machine"]
     for key in [k for k in order if k in a or k in b]:
