@@ -1,6 +1,8 @@
 """Loaded by the operator's Python when benchmarks/api_requests.py puts this folder first on
 its PYTHONPATH: counts every request the operator makes (lightkube's httpx2 for the
-reconciles, aiohttp for kopf), by verb and path shape, into $QSO_COUNT_OUT every 2 s.
+reconciles, aiohttp for kopf), by verb and path shape, into $QSO_COUNT_OUT every 2 s;
+the answers that were not a success once more, under ``... -> CODE`` (a 409 is a request
+made for nothing).
 For the benchmark only; nothing of the operator's own imports it."""
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ def _install() -> None:
             if key.startswith("PATCH serverlessjobs/NAME/status"):
                 key += _status_fields(request)
             COUNTS[key] += 1
-            return await send(self, request, *args, **kwargs)
+            response = await send(self, request, *args, **kwargs)
+            if response.status_code >= 300:
+                COUNTS[f"{key} -> {response.status_code}"] += 1
+            return response
 
         httpx2.AsyncClient.send = counted  # type: ignore[method-assign]
     except ImportError:
@@ -70,8 +75,12 @@ def _install() -> None:
         async def kopf_counted(self: Any, method: str, url: Any, *args: Any, **kw: Any) -> Any:
             params = kw.get("params") or {}
             watching = isinstance(params, dict) and params.get("watch")
-            COUNTS["kopf " + shape(method, str(url) + ("?watch=true" if watching else ""))] += 1
-            return await request(self, method, url, *args, **kw)
+            key = "kopf " + shape(method, str(url) + ("?watch=true" if watching else ""))
+            COUNTS[key] += 1
+            response = await request(self, method, url, *args, **kw)
+            if response.status >= 300:
+                COUNTS[f"{key} -> {response.status}"] += 1
+            return response
 
         aiohttp.ClientSession._request = kopf_counted  # type: ignore[method-assign]
     except ImportError:
