@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.cluster up
     .venv/bin/python benchmarks/queue_burst.py [--jobs 500] [--rounds 2] [--idle-jobs 10000]
-        [--single 10]
+        [--single 10] [--batch]
 
 1. Burst: N ServerlessJobs of a tiny program submitted at once (threads, like many users).
    Reported: submit -> admitted and submit -> RUNNING percentiles (as a client watching
@@ -12,7 +12,11 @@
    the CPU went, per job and per bare pod, by component (the operator, the API server,
    etcd, ..., the pods' own cgroup, the machine's busy time), from /proc. The two kinds
    alternate, mirrored (``--rounds 2``: jobs, pods, pods, jobs), so that a shared machine
-   that gets busier or quieter during the run weighs on both alike.
+   that gets busier or quieter during the run weighs on both alike. ``--batch`` adds a
+   third kind between them (jobs, batch, pods, pods, batch, jobs): bare batch/v1 Jobs of
+   the bare pod, made as the operator makes a job's, with no operator: the floor that
+   DESIGN.md's "run each job as a batch/v1 Job" sets, and how much of a job's extra is
+   Kubernetes' Job controller's rather than the operator's.
 2. Idle: M ServerlessJobs present at once, most QUEUED (one runs at a time: a per-user
    limit of 1), and the operator's RSS once it has handled every one of them and is idle
    again (CPU under a quarter of a core), and its peak. Then a new operator process with
@@ -39,6 +43,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -246,62 +251,51 @@ def burst_jobs(api_client: client.ApiClient, count: int, op: ProcWatch) -> dict[
 
 def burst_pods(api_client: client.ApiClient, count: int, image: str) -> dict[str, Any]:
     core = client.CoreV1Api(api_client)
-    namespace = new_namespace(core, "pods")
-    submitted: dict[str, float] = {}
-    running: dict[str, float] = {}
-    finished: dict[str, float] = {}
-    done = threading.Event()
 
-    def observe() -> None:
-        w = watch.Watch()
-        while not done.is_set():
-            for event in w.stream(core.list_namespaced_pod, namespace, timeout_seconds=30):
-                now = time.time()
-                pod = event["object"]
-                name, phase = pod.metadata.name, pod.status.phase
-                if phase in ("Running", "Succeeded", "Failed"):
-                    running.setdefault(name, now)
-                if phase in ("Succeeded", "Failed") and name not in finished:
-                    finished[name] = now
-                    # Like the jobs' TTL: finished pods do not hold the node's pod slots.
-                    threading.Thread(
-                        target=core.delete_namespaced_pod, args=(name, namespace), daemon=True
-                    ).start()
-                if len(finished) >= count:
-                    done.set()
-                    return
-
-    watcher = threading.Thread(target=observe, daemon=True)
-    watcher.start()
-    time.sleep(1)
-    started = time.time()
-
-    def submit(i: int) -> None:
-        name = f"pod-{i:05d}"
-        submitted[name] = time.time()
+    def create(namespace: str, name: str) -> None:
         core.create_namespaced_pod(namespace, bare_pod(name, image))
 
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(submit, range(count)))
-    submit_seconds = time.time() - started
-    done.wait(timeout=count * 10 + 600)
-    elapsed = max(finished.values(), default=time.time()) - started
-    return {
-        "namespace": namespace,
-        "submit_seconds": submit_seconds,
-        "running": [running[n] - submitted[n] for n in running if n in submitted],
-        "elapsed": elapsed,
-        "finished": len(finished),
-    }
+    # Like the jobs' TTL: finished pods do not hold the node's pod slots.
+    return _pod_burst(core, count, "pods", create, lambda pod: pod.metadata.name, remove=True)
 
 
 def burst_batch(api_client: client.ApiClient, count: int, image: str) -> dict[str, Any]:
     """N batch/v1 Jobs of the bare pod, as the operator makes them (one pod, no retry, a
     deadline, removed 5 s after they finish like the jobs' here) and no operator: what
     DESIGN.md's "run each job as a batch/v1 Job" costs by itself, the floor under a job."""
-    core = client.CoreV1Api(api_client)
     batch = client.BatchV1Api(api_client)
-    namespace = new_namespace(core, "batch")
+
+    def create(namespace: str, name: str) -> None:
+        spec = client.V1JobSpec(
+            backoff_limit=0,
+            completions=1,
+            parallelism=1,
+            pod_replacement_policy="Failed",
+            active_deadline_seconds=3600,
+            ttl_seconds_after_finished=5,
+            template=client.V1PodTemplateSpec(spec=bare_pod(name, image).spec),
+        )
+        batch.create_namespaced_job(
+            namespace, client.V1Job(metadata=client.V1ObjectMeta(name=name), spec=spec)
+        )
+
+    def owner(pod: Any) -> str | None:
+        return (pod.metadata.labels or {}).get("batch.kubernetes.io/job-name")
+
+    return _pod_burst(client.CoreV1Api(api_client), count, "batch", create, owner, remove=False)
+
+
+def _pod_burst(
+    core: client.CoreV1Api,
+    count: int,
+    stem: str,
+    create: Callable[[str, str], None],
+    owner: Callable[[Any], str | None],
+    remove: bool,
+) -> dict[str, Any]:
+    """A burst of ``count`` things ``create`` makes, each of one pod (``owner``: the name
+    of the thing a pod is of), timed from their pods' phases as a watching client sees them."""
+    namespace = new_namespace(core, stem)
     submitted: dict[str, float] = {}
     running: dict[str, float] = {}
     finished: dict[str, float] = {}
@@ -313,12 +307,17 @@ def burst_batch(api_client: client.ApiClient, count: int, image: str) -> dict[st
             for event in w.stream(core.list_namespaced_pod, namespace, timeout_seconds=30):
                 now = time.time()
                 pod = event["object"]
-                name = (pod.metadata.labels or {}).get("batch.kubernetes.io/job-name")
-                phase = pod.status.phase
+                name, phase = owner(pod), pod.status.phase
                 if name and phase in ("Running", "Succeeded", "Failed"):
                     running.setdefault(name, now)
-                if name and phase in ("Succeeded", "Failed"):
-                    finished.setdefault(name, now)
+                if name and phase in ("Succeeded", "Failed") and name not in finished:
+                    finished[name] = now
+                    if remove:
+                        threading.Thread(
+                            target=core.delete_namespaced_pod,
+                            args=(pod.metadata.name, namespace),
+                            daemon=True,
+                        ).start()
                 if len(finished) >= count:
                     done.set()
                     return
@@ -329,22 +328,9 @@ def burst_batch(api_client: client.ApiClient, count: int, image: str) -> dict[st
     started = time.time()
 
     def submit(i: int) -> None:
-        name = f"batch-{i:05d}"
-        template = client.V1PodTemplateSpec(spec=bare_pod(name, image).spec)
-        body = client.V1Job(
-            metadata=client.V1ObjectMeta(name=name),
-            spec=client.V1JobSpec(
-                backoff_limit=0,
-                completions=1,
-                parallelism=1,
-                pod_replacement_policy="Failed",
-                active_deadline_seconds=3600,
-                ttl_seconds_after_finished=5,
-                template=template,
-            ),
-        )
+        name = f"{stem}-{i:05d}"
         submitted[name] = time.time()
-        batch.create_namespaced_job(namespace, body)
+        create(namespace, name)
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(submit, range(count)))
@@ -780,7 +766,7 @@ def print_burst(
     total = n * rounds
     print(f"{'measure':<34} {'ServerlessJobs':>18} {'bare pods (ref.)':>18} {'ratio':>7}")
     print("-" * 80)
-    table = [
+    table: list[Row] = [
         (
             "submit: all created (s, summed)",
             f"{jobs['submit_seconds']:.1f}",
@@ -788,24 +774,14 @@ def print_burst(
             jobs["submit_seconds"] / max(pods["submit_seconds"], 1e-9),
         ),
         ("submit -> admitted p50/p90/p99 (s)", pct(jobs["admit"]), "-", None),
-        (
-            "submit -> RUNNING p50/p90/p99 (s)",
-            pct(jobs["running"]),
-            pct(pods["running"]),
-            percentile(jobs["running"], 50) / max(percentile(pods["running"], 50), 1e-9),
-        ),
+        running_row(jobs, pods),
         (
             "all finished (s, summed)",
             f"{jobs['elapsed']:.1f}",
             f"{pods['elapsed']:.1f}",
             jobs["elapsed"] / max(pods["elapsed"], 1e-9),
         ),
-        (
-            "throughput (per minute)",
-            f"{60 * jobs['finished'] / jobs['elapsed']:.1f}",
-            f"{60 * pods['finished'] / pods['elapsed']:.1f}",
-            (jobs["finished"] / jobs["elapsed"]) / max(pods["finished"] / pods["elapsed"], 1e-9),
-        ),
+        throughput_row(jobs, pods),
         (
             "DONE / finished / submitted",
             f"{jobs['done']}/{jobs['finished']}/{total}",
@@ -815,10 +791,35 @@ def print_burst(
         ("operator CPU (s)", f"{jobs['cpu']:.1f}", "-", None),
         ("operator peak RSS (MiB)", f"{jobs['rss_peak']:.0f}", "-", None),
     ]
-    for label, a, b, ratio in table:
-        print(f"{label:<34} {a:>18} {b:>18} {'' if ratio is None else f'{ratio:.2f}':>7}")
+    print_rows(table)
     print_components(total, jobs, pods)
     sys.stdout.flush()
+
+
+Row = tuple[str, str, str, float | None]
+
+
+def running_row(a: dict[str, Any], b: dict[str, Any]) -> Row:
+    return (
+        "submit -> RUNNING p50/p90/p99 (s)",
+        pct(a["running"]),
+        pct(b["running"]),
+        percentile(a["running"], 50) / max(percentile(b["running"], 50), 1e-9),
+    )
+
+
+def throughput_row(a: dict[str, Any], b: dict[str, Any]) -> Row:
+    return (
+        "throughput (per minute)",
+        f"{60 * a['finished'] / a['elapsed']:.1f}",
+        f"{60 * b['finished'] / b['elapsed']:.1f}",
+        (a["finished"] / a["elapsed"]) / max(b["finished"] / b["elapsed"], 1e-9),
+    )
+
+
+def print_rows(rows: list[Row]) -> None:
+    for label, a, b, ratio in rows:
+        print(f"{label:<34} {a:>18} {b:>18} {'' if ratio is None else f'{ratio:.2f}':>7}")
 
 
 def print_floor(n: int, batch: dict[str, Any], pods: dict[str, Any]) -> None:
@@ -828,23 +829,13 @@ def print_floor(n: int, batch: dict[str, Any], pods: dict[str, Any]) -> None:
     print("The floor: bare batch/v1 Jobs of the same pod, no operator (times pooled)")
     print(f"{'measure':<34} {'batch Jobs':>18} {'bare pods (ref.)':>18} {'ratio':>7}")
     print("-" * 80)
-    rows = (
-        (
-            "submit -> RUNNING p50/p90/p99 (s)",
-            pct(batch["running"]),
-            pct(pods["running"]),
-            percentile(batch["running"], 50) / max(percentile(pods["running"], 50), 1e-9),
-        ),
-        (
-            "throughput (per minute)",
-            f"{60 * batch['finished'] / batch['elapsed']:.1f}",
-            f"{60 * pods['finished'] / pods['elapsed']:.1f}",
-            (batch["finished"] / batch["elapsed"]) / max(pods["finished"] / pods["elapsed"], 1e-9),
-        ),
-        ("finished / submitted", f"{batch['finished']}/{n}", f"{pods['finished']}/{n}", None),
+    print_rows(
+        [
+            running_row(batch, pods),
+            throughput_row(batch, pods),
+            ("finished / submitted", f"{batch['finished']}/{n}", f"{pods['finished']}/{n}", None),
+        ]
     )
-    for label, a, b, ratio in rows:
-        print(f"{label:<34} {a:>18} {b:>18} {'' if ratio is None else f'{ratio:.2f}':>7}")
     print_components(n, batch, pods, "batch Job")
     sys.stdout.flush()
 

@@ -9,12 +9,11 @@ from typing import Any
 
 import pytest
 
-from qiskit_serverless_operator.config import OperatorConfig
-from qiskit_serverless_operator.controller import queueing, scheduler, usage
-from qiskit_serverless_operator.controller.context import Context, get_context, set_context
+from qiskit_serverless_operator.controller import queueing, scheduler
+from qiskit_serverless_operator.controller.context import get_context
 from qiskit_serverless_operator.controller.jobstore import JobRecord, record_of
 from qiskit_serverless_operator.kube import ServerlessQueue
-from tests.unit.operator_env import REQUIRED
+from tests.unit.operator_env import queue_under_test
 
 
 class FakeKube:
@@ -48,18 +47,7 @@ def finished(name: str, user: str, seconds: float) -> JobRecord:
 @pytest.fixture
 def kube(monkeypatch: pytest.MonkeyPatch) -> FakeKube:
     fake = FakeKube()
-    cfg = OperatorConfig.from_env(
-        {
-            **REQUIRED,
-            "QSO_JOB_ENDPOINT_URL": "http://gw:8000/",
-            "QSO_CAPACITY_CPU": "4",
-            "QSO_CAPACITY_MEMORY": "8Gi",
-        }
-    )
-    set_context(Context(config=cfg, kube=fake, store=None))  # type: ignore[arg-type]
-    monkeypatch.setattr(scheduler, "_memory", scheduler._Memory(admitted={}))
-    monkeypatch.setattr(usage, "_marked", {})
-    monkeypatch.setattr(usage, "_own_status", None)
+    queue_under_test(monkeypatch, fake)
     return fake
 
 
