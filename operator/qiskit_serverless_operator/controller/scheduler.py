@@ -436,8 +436,9 @@ def reason_kind(message: str) -> str:
     """What a waiting job waits for, without the figures that move with each admission and
     each finished job (``cpu 1750m/2 in use``, its position): a new kind of wait is shown at
     once, new figures of the same one with the position's refresh. Written at each change,
-    "cpu 1500m/2" and "cpu 1750m/2" taking turns as jobs ended and started were most of a
-    burst's position writes (4.3 per job of 500: benchmarks/api_requests.py)."""
+    "cpu 1500m/2" and "cpu 1750m/2" taking turns as jobs ended and started made a write per
+    shown job at each turn. (What remains of a burst's position writes, 3.5 per job of 150
+    in benchmarks/api_requests.py, is the refresh rule's own: docs/operator.md.)"""
     return _FIGURES.sub("#", message.rsplit("; position", 1)[0])
 
 
