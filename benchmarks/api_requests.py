@@ -30,7 +30,6 @@ import queue_burst as qb  # noqa: E402
 
 from tests.cluster.config import Paths  # noqa: E402
 from tests.cluster.operator_local import apply_api  # noqa: E402
-from tests.kube import OperatorProcess  # noqa: E402
 
 
 def main() -> int:
@@ -43,16 +42,12 @@ def main() -> int:
     apply_api(Paths.from_env())
     out = Path(tempfile.mkdtemp()) / "requests.json"
     counter = REPO / "benchmarks" / "request_counter"
-    operator = OperatorProcess(
+    operator = qb.benchmark_operator(
         info,
-        Path(info["logs"]) / "operator-benchmark-requests.log",
-        priority=10_000_000,
-        python=qb.image_python(Paths.from_env().cache),
-        extra_env={
-            "PYTHONPATH": f"{counter}:{REPO / 'operator'}",
-            "QSO_FINISHED_POD_TTL_SECONDS": "5",
-            "QSO_COUNT_OUT": str(out),
-        },
+        "operator-benchmark-requests.log",
+        (str(counter),),
+        QSO_FINISHED_POD_TTL_SECONDS="5",
+        QSO_COUNT_OUT=str(out),
     )
     operator.start()
     assert operator.proc is not None

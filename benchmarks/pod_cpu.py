@@ -31,7 +31,6 @@ import queue_burst as qb  # noqa: E402
 
 from tests.cluster.config import Paths  # noqa: E402
 from tests.cluster.operator_local import apply_api  # noqa: E402
-from tests.kube import OperatorProcess  # noqa: E402
 
 PODS = Path("/sys/fs/cgroup/cpuacct/kubepods")
 
@@ -70,12 +69,8 @@ def main() -> int:
     core = client.CoreV1Api(api_client)
     custom = client.CustomObjectsApi(api_client)
     apply_api(Paths.from_env())
-    operator = OperatorProcess(
-        info,
-        Path(info["logs"]) / "operator-benchmark-podcpu.log",
-        priority=10_000_000,
-        python=qb.image_python(Paths.from_env().cache),
-        extra_env={"PYTHONPATH": str(REPO / "operator"), "QSO_FINISHED_POD_TTL_SECONDS": "30"},
+    operator = qb.benchmark_operator(
+        info, "operator-benchmark-podcpu.log", QSO_FINISHED_POD_TTL_SECONDS="30"
     )
     operator.start()
     sampler = PodCpu()

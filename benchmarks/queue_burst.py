@@ -478,6 +478,21 @@ def image_python(cache: Path) -> str:
     return str(python)
 
 
+def benchmark_operator(
+    info: dict[str, Any], log_name: str, first_on_path: tuple[str, ...] = (), **env: str
+) -> OperatorProcess:
+    """The benchmark's own operator: the highest peering priority (the one acting; the
+    others pause), the operator image's packages (image_python) and this tree's operator
+    package, with ``env`` (and ``first_on_path`` ahead of the package: a sitecustomize)."""
+    return OperatorProcess(
+        info,
+        Path(info["logs"]) / log_name,
+        priority=10_000_000,
+        python=image_python(Paths.from_env().cache),
+        extra_env={"PYTHONPATH": os.pathsep.join([*first_on_path, str(REPO / "operator")]), **env},
+    )
+
+
 def wait_idle(op: ProcWatch, timeout: float = 900.0) -> float:
     """Seconds until the operator's CPU stays under a quarter of a core for 10 s: it has
     worked through every event (the admission tick over 10,000 jobs costs less than that)."""
@@ -642,42 +657,27 @@ def main() -> int:
     info = json.loads(Path("/var/lib/qso-cluster/cluster.json").read_text())
     config.load_kube_config(info["kubeconfig"])
     api_client = client.ApiClient()
-    logs = Path(info["logs"])
     apply_api(Paths.from_env())  # a fresh cluster has no CRDs until a test or install ran
-    as_deployed = {
-        "python": image_python(Paths.from_env().cache),
-        "extra_env": {"PYTHONPATH": str(REPO / "operator")},
-    }
+    image = info["images"]["runtime"]
 
     if args.jobs:
-        operator = OperatorProcess(
-            info,
-            logs / "operator-benchmark.log",
-            priority=10_000_000,
-            python=as_deployed["python"],
-            extra_env={**as_deployed["extra_env"], "QSO_FINISHED_POD_TTL_SECONDS": "5"},
+        operator = benchmark_operator(
+            info, "operator-benchmark.log", QSO_FINISHED_POD_TTL_SECONDS="5"
         )
         operator.start()
         assert operator.proc is not None
-        job_rounds: list[dict[str, Any]] = []
-        pod_rounds: list[dict[str, Any]] = []
-        batch_rounds: list[dict[str, Any]] = []
+        rounds: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+        without_operator = {"batch": burst_batch, "pods": burst_pods}
         try:
             op = ProcWatch(operator.proc.pid)
             for kind in burst_order(args.rounds, kinds):
                 before = component_cpu()
                 if kind == "jobs":
                     result = burst_jobs(api_client, args.jobs, op)
-                    result["components"] = {**cpu_since(before), "operator": result["cpu"]}
-                    job_rounds.append(result)
-                elif kind == "batch":
-                    result = burst_batch(api_client, args.jobs, info["images"]["runtime"])
-                    result["components"] = {**cpu_since(before), "operator": 0.0}
-                    batch_rounds.append(result)
                 else:
-                    result = burst_pods(api_client, args.jobs, info["images"]["runtime"])
-                    result["components"] = {**cpu_since(before), "operator": 0.0}
-                    pod_rounds.append(result)
+                    result = without_operator[kind](api_client, args.jobs, image)
+                result["components"] = {**cpu_since(before), "operator": result.get("cpu", 0.0)}
+                rounds[kind].append(result)
                 print(f"burst of {args.jobs} {kind}: {round_line(result)}", flush=True)
                 # The next burst starts on a cluster without this one's objects.
                 while CREATED:
@@ -686,21 +686,18 @@ def main() -> int:
             while CREATED:
                 remove_namespace(api_client, CREATED.pop(), operator_running=True)
             operator.stop()
-        print_burst(args.jobs, combine(job_rounds), combine(pod_rounds), args.rounds, kinds)
-        if batch_rounds:
-            print_floor(args.jobs * args.rounds, combine(batch_rounds), combine(pod_rounds))
+        pods = combine(rounds["pods"])
+        print_burst(args.jobs, combine(rounds["jobs"]), pods, args.rounds, kinds)
+        if "batch" in rounds:
+            print_floor(args.jobs * args.rounds, combine(rounds["batch"]), pods)
 
     if args.single:
-        single_op = OperatorProcess(
-            info,
-            logs / "operator-benchmark-single.log",
-            priority=10_000_000,
-            python=as_deployed["python"],
-            extra_env={**as_deployed["extra_env"], "QSO_FINISHED_POD_TTL_SECONDS": "5"},
+        single_op = benchmark_operator(
+            info, "operator-benchmark-single.log", QSO_FINISHED_POD_TTL_SECONDS="5"
         )
         single_op.start()
         try:
-            single = single_runs(api_client, args.single, info["images"]["runtime"])
+            single = single_runs(api_client, args.single, image)
         finally:
             while CREATED:
                 remove_namespace(api_client, CREATED.pop(), operator_running=True)
@@ -710,18 +707,12 @@ def main() -> int:
     idle: dict[str, Any] = {}
     restart: dict[str, Any] = {}
     if args.idle_jobs:
-        settings = {
-            **as_deployed["extra_env"],
-            "QSO_MAX_RUNNING_PER_USER": "1",
-            "QSO_FINISHED_POD_TTL_SECONDS": "5",
-        }
         idle_op, restarted = (
-            OperatorProcess(
+            benchmark_operator(
                 info,
-                logs / f"operator-benchmark-{part}.log",
-                priority=10_000_000,
-                python=as_deployed["python"],
-                extra_env=settings,
+                f"operator-benchmark-{part}.log",
+                QSO_MAX_RUNNING_PER_USER="1",
+                QSO_FINISHED_POD_TTL_SECONDS="5",
             )
             for part in ("idle", "restart")
         )
@@ -742,8 +733,8 @@ def main() -> int:
             return 1
     if args.jobs:
         everything = args.jobs * args.rounds
-        finished = sum(r["finished"] for r in job_rounds)
-        done = sum(r["done"] for r in job_rounds)
+        finished = sum(r["finished"] for r in rounds["jobs"])
+        done = sum(r["done"] for r in rounds["jobs"])
         return 0 if finished == everything and done == everything else 1
     return 0
 
