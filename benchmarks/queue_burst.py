@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.cluster up
     .venv/bin/python benchmarks/queue_burst.py [--jobs 500] [--rounds 2] [--idle-jobs 10000]
-        [--single 10] [--batch]
+        [--single 10] [--batch] [--wrapped] [--no-operator-jobs]
 
 1. Burst: N ServerlessJobs of a tiny program submitted at once (threads, like many users).
    Reported: submit -> admitted and submit -> RUNNING percentiles (as a client watching
@@ -16,7 +16,11 @@
    third kind between them (jobs, batch, pods, pods, batch, jobs): bare batch/v1 Jobs of
    the bare pod, made as the operator makes a job's, with no operator: the floor that
    DESIGN.md's "run each job as a batch/v1 Job" sets, and how much of a job's extra is
-   Kubernetes' Job controller's rather than the operator's.
+   Kubernetes' Job controller's rather than the operator's. ``--wrapped`` adds the job's
+   own pod made the same way with no operator (jobspec.batch_job: the wrapper streaming and
+   keeping the logs and storing the result through its runtime Secret's links): what a
+   job's pod costs before any operator work. ``--no-operator-jobs`` leaves the
+   ServerlessJobs out, to measure only such floors against bare pods.
 2. Idle: M ServerlessJobs present at once, most QUEUED (one runs at a time: a per-user
    limit of 1), and the operator's RSS once it has handled every one of them and is idle
    again (CPU under a quarter of a core), and its peak. Then a new operator process with
@@ -54,8 +58,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from qiskit_serverless_operator import constants as c  # noqa: E402
+from qiskit_serverless_operator import storage  # noqa: E402
+from qiskit_serverless_operator.config import OperatorConfig  # noqa: E402
+from qiskit_serverless_operator.controller import jobspec  # noqa: E402
 from tests.cluster.config import Paths  # noqa: E402
-from tests.cluster.operator_local import apply_api  # noqa: E402
+from tests.cluster.operator_local import apply_api, operator_env  # noqa: E402
 from tests.kube import OperatorProcess  # noqa: E402
 
 PROGRAM = "from qiskit_serverless import save_result\nsave_result({'ok': True})\n"
@@ -285,6 +292,64 @@ def burst_batch(api_client: client.ApiClient, count: int, image: str) -> dict[st
     return _pod_burst(client.CoreV1Api(api_client), count, "batch", create, owner, remove=False)
 
 
+def burst_wrapped(api_client: client.ApiClient, count: int, image: str) -> dict[str, Any]:
+    """N of the pod a job runs, made directly with no operator and no ServerlessJob: the
+    batch/v1 Job jobspec.batch_job makes (the wrapper around the program, the source
+    ConfigMap, an empty /data listing) and its runtime Secret with upload links for the logs
+    and the result, which the wrapper stores. What DESIGN.md asks of a job's pod (logs
+    streamed and kept, the result stored) costs this much before any operator work."""
+    core = client.CoreV1Api(api_client)
+    batch = client.BatchV1Api(api_client)
+    env = operator_env(json.loads(Path("/var/lib/qso-cluster/cluster.json").read_text()))
+    cfg = OperatorConfig.from_env({**env, "QSO_RUNTIME_IMAGE": image})
+    store = storage.ObjectStore(cfg.s3)
+    qf: dict[str, Any] = {}
+    made = threading.Lock()
+
+    def unowned(body: dict[str, Any]) -> dict[str, Any]:
+        # No ServerlessJob owns them here: an owner that does not exist would have the
+        # garbage collector remove them at once.
+        body["metadata"].pop("ownerReferences", None)
+        return body
+
+    def create(namespace: str, name: str) -> None:
+        with made:  # the function's source ConfigMap, once (16 threads submit)
+            if not qf:
+                files = {"main.py": PROGRAM}
+                qf.update(
+                    metadata={"name": "tiny", "namespace": namespace, "uid": str(uuid.uuid4())},
+                    spec={"title": "tiny", "entrypoint": "main.py", "source": {"files": files}},
+                )
+                source = unowned(jobspec.source_configmap(qf))
+                core.create_namespaced_config_map(namespace, source)
+                qf["status"] = {"sourceConfigMap": source["metadata"]["name"]}
+        uid = str(uuid.uuid4())
+        sj = {
+            "metadata": {"name": name, "namespace": namespace, "uid": uid},
+            "spec": {"function": "tiny", "resources": {"requests": REQUESTS}},
+        }
+        lifetime = jobspec.timeout_seconds(sj, cfg) + cfg.url_grace_seconds
+        secret = unowned(
+            jobspec.runtime_secret(
+                sj,
+                result_url=store.presign_put(storage.result_key(namespace, uid), lifetime),
+                logs_url=store.presign_put(storage.logs_key(namespace, uid), lifetime),
+                gateway_token=uuid.uuid4().hex,
+                files_listing=json.dumps({c.POD_DATA_DIR: []}),
+                arguments_json="{}",
+            )
+        )
+        core.create_namespaced_secret(namespace, secret)
+        job = unowned(jobspec.batch_job(sj, qf, cfg, arguments_secret=secret["metadata"]["name"]))
+        job["spec"]["ttlSecondsAfterFinished"] = 5  # as the jobs' here
+        batch.create_namespaced_job(namespace, job)
+
+    def owner(pod: Any) -> str | None:
+        return (pod.metadata.labels or {}).get(c.LABEL_JOB)
+
+    return _pod_burst(core, count, "wrapped", create, owner, remove=False)
+
+
 def _pod_burst(
     core: client.CoreV1Api,
     count: int,
@@ -299,6 +364,7 @@ def _pod_burst(
     submitted: dict[str, float] = {}
     running: dict[str, float] = {}
     finished: dict[str, float] = {}
+    succeeded: dict[str, bool] = {}
     done = threading.Event()
 
     def observe() -> None:
@@ -312,6 +378,7 @@ def _pod_burst(
                     running.setdefault(name, now)
                 if name and phase in ("Succeeded", "Failed") and name not in finished:
                     finished[name] = now
+                    succeeded[name] = phase == "Succeeded"
                     if remove:
                         threading.Thread(
                             target=core.delete_namespaced_pod,
@@ -343,6 +410,7 @@ def _pod_burst(
         "running": [running[n] - submitted[n] for n in running if n in submitted],
         "elapsed": elapsed,
         "finished": len(finished),
+        "succeeded": sum(succeeded.values()),
     }
 
 
@@ -362,7 +430,7 @@ def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     for key in ("admit", "running"):
         if key in rounds[0]:
             out[key] = [v for r in rounds for v in r[key]]
-    for key in ("elapsed", "finished", "done", "cpu", "submit_seconds"):
+    for key in ("elapsed", "finished", "succeeded", "done", "cpu", "submit_seconds"):
         if key in rounds[0]:
             out[key] = sum(r[key] for r in rounds)
     if "rss_peak" in rounds[0]:
@@ -652,8 +720,20 @@ def main() -> int:
         action="store_true",
         help="also bursts of bare batch/v1 Jobs of the same pod (no operator): the floor",
     )
+    parser.add_argument(
+        "--wrapped",
+        action="store_true",
+        help="also bursts of a job's own pod and Secret, made with no operator: its floor",
+    )
+    parser.add_argument(
+        "--no-operator-jobs",
+        dest="with_jobs",
+        action="store_false",
+        help="leave out the ServerlessJobs' bursts (with --batch or --wrapped)",
+    )
     args = parser.parse_args()
-    kinds = ("jobs", "batch", "pods") if args.batch else ("jobs", "pods")
+    floors = [kind for kind in FLOORS if getattr(args, kind)]
+    kinds = (*(["jobs"] if args.with_jobs or not floors else []), *floors, "pods")
     info = json.loads(Path("/var/lib/qso-cluster/cluster.json").read_text())
     config.load_kube_config(info["kubeconfig"])
     api_client = client.ApiClient()
@@ -667,7 +747,7 @@ def main() -> int:
         operator.start()
         assert operator.proc is not None
         rounds: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
-        without_operator = {"batch": burst_batch, "pods": burst_pods}
+        without_operator = {"batch": burst_batch, "wrapped": burst_wrapped, "pods": burst_pods}
         try:
             op = ProcWatch(operator.proc.pid)
             for kind in burst_order(args.rounds, kinds):
@@ -687,9 +767,10 @@ def main() -> int:
                 remove_namespace(api_client, CREATED.pop(), operator_running=True)
             operator.stop()
         pods = combine(rounds["pods"])
-        print_burst(args.jobs, combine(rounds["jobs"]), pods, args.rounds, kinds)
-        if "batch" in rounds:
-            print_floor(args.jobs * args.rounds, combine(rounds["batch"]), pods)
+        if rounds.get("jobs"):
+            print_burst(args.jobs, combine(rounds["jobs"]), pods, args.rounds, kinds)
+        for kind in floors:
+            print_floor(args.jobs * args.rounds, kind, combine(rounds[kind]), pods)
 
     if args.single:
         single_op = benchmark_operator(
@@ -733,9 +814,13 @@ def main() -> int:
             return 1
     if args.jobs:
         everything = args.jobs * args.rounds
-        finished = sum(r["finished"] for r in rounds["jobs"])
-        done = sum(r["done"] for r in rounds["jobs"])
-        return 0 if finished == everything and done == everything else 1
+        # Every job DONE, every pod of the others Succeeded.
+        ended = all(
+            sum(r.get("succeeded", r["finished"]) for r in rounds[kind]) == everything
+            for kind in kinds
+        )
+        done = sum(r["done"] for r in rounds.get("jobs", []))
+        return 0 if ended and done == (everything if "jobs" in kinds else 0) else 1
     return 0
 
 
@@ -813,21 +898,34 @@ def print_rows(rows: list[Row]) -> None:
         print(f"{label:<34} {a:>18} {b:>18} {'' if ratio is None else f'{ratio:.2f}':>7}")
 
 
-def print_floor(n: int, batch: dict[str, Any], pods: dict[str, Any]) -> None:
-    """Bare batch/v1 Jobs against bare pods: the share of a job's cost that is Kubernetes'
-    Job controller's and not the operator's."""
+# The bursts made with no operator under a job's: (one of them, its title).
+FLOORS = {
+    "batch": ("batch Job", "The floor: bare batch/v1 Jobs of the same pod, no operator"),
+    "wrapped": ("job's pod", "The pod's floor: a job's own pod and Secret, no operator"),
+}
+
+
+def print_floor(n: int, kind: str, floor: dict[str, Any], pods: dict[str, Any]) -> None:
+    """A burst made with no operator (FLOORS) against bare pods: the share of a job's cost
+    that is Kubernetes' Job controller's (batch) or its pod's (wrapped), not the operator's."""
+    one, title = FLOORS[kind]
     print()
-    print("The floor: bare batch/v1 Jobs of the same pod, no operator (times pooled)")
-    print(f"{'measure':<34} {'batch Jobs':>18} {'bare pods (ref.)':>18} {'ratio':>7}")
+    print(f"{title} (times pooled)")
+    print(f"{'measure':<34} {one + 's':>18} {'bare pods (ref.)':>18} {'ratio':>7}")
     print("-" * 80)
     print_rows(
         [
-            running_row(batch, pods),
-            throughput_row(batch, pods),
-            ("finished / submitted", f"{batch['finished']}/{n}", f"{pods['finished']}/{n}", None),
+            running_row(floor, pods),
+            throughput_row(floor, pods),
+            (
+                "Succeeded / finished / submitted",
+                f"{floor['succeeded']}/{floor['finished']}/{n}",
+                f"{pods['succeeded']}/{pods['finished']}/{n}",
+                None,
+            ),
         ]
     )
-    print_components(n, batch, pods, "batch Job")
+    print_components(n, floor, pods, one)
     sys.stdout.flush()
 
 
