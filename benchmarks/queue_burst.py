@@ -305,6 +305,7 @@ def burst_wrapped(api_client: client.ApiClient, count: int, image: str) -> dict[
     store = storage.ObjectStore(cfg.s3)
     qf: dict[str, Any] = {}
     made = threading.Lock()
+    stored: list[str] = []  # the logs and results the pods store
 
     def unowned(body: dict[str, Any]) -> dict[str, Any]:
         # No ServerlessJob owns them here: an owner that does not exist would have the
@@ -329,11 +330,13 @@ def burst_wrapped(api_client: client.ApiClient, count: int, image: str) -> dict[
             "spec": {"function": "tiny", "resources": {"requests": REQUESTS}},
         }
         lifetime = jobspec.timeout_seconds(sj, cfg) + cfg.url_grace_seconds
+        keys = storage.result_key(namespace, uid), storage.logs_key(namespace, uid)
+        stored.extend(keys)
         secret = unowned(
             jobspec.runtime_secret(
                 sj,
-                result_url=store.presign_put(storage.result_key(namespace, uid), lifetime),
-                logs_url=store.presign_put(storage.logs_key(namespace, uid), lifetime),
+                result_url=store.presign_put(keys[0], lifetime),
+                logs_url=store.presign_put(keys[1], lifetime),
                 gateway_token=uuid.uuid4().hex,
                 files_listing=json.dumps({c.POD_DATA_DIR: []}),
                 arguments_json="{}",
@@ -347,7 +350,10 @@ def burst_wrapped(api_client: client.ApiClient, count: int, image: str) -> dict[
     def owner(pod: Any) -> str | None:
         return (pod.metadata.labels or {}).get(c.LABEL_JOB)
 
-    return _pod_burst(core, count, "wrapped", create, owner, remove=False)
+    result = _pod_burst(core, count, "wrapped", create, owner, remove=False)
+    # Run by main once the burst's CPU is read, as the namespaces are removed then.
+    result["cleanup"] = lambda: store.delete(*stored)
+    return result
 
 
 def _pod_burst(
@@ -757,6 +763,7 @@ def main() -> int:
                 else:
                     result = without_operator[kind](api_client, args.jobs, image)
                 result["components"] = {**cpu_since(before), "operator": result.get("cpu", 0.0)}
+                result.pop("cleanup", lambda: None)()
                 rounds[kind].append(result)
                 print(f"burst of {args.jobs} {kind}: {round_line(result)}", flush=True)
                 # The next burst starts on a cluster without this one's objects.
