@@ -304,7 +304,6 @@ def burst_wrapped(api_client: client.ApiClient, count: int, image: str) -> dict[
     cfg = OperatorConfig.from_env({**env, "QSO_RUNTIME_IMAGE": image})
     store = storage.ObjectStore(cfg.s3)
     qf: dict[str, Any] = {}
-    made = threading.Lock()
     stored: list[str] = []  # the logs and results the pods store
 
     def unowned(body: dict[str, Any]) -> dict[str, Any]:
@@ -313,17 +312,18 @@ def burst_wrapped(api_client: client.ApiClient, count: int, image: str) -> dict[
         body["metadata"].pop("ownerReferences", None)
         return body
 
+    def setup(namespace: str) -> None:
+        """The function the pods run: its source ConfigMap, as the operator makes it."""
+        files = {"main.py": PROGRAM}
+        qf.update(
+            metadata={"name": "tiny", "namespace": namespace, "uid": str(uuid.uuid4())},
+            spec={"title": "tiny", "entrypoint": "main.py", "source": {"files": files}},
+        )
+        source = unowned(jobspec.source_configmap(qf))
+        core.create_namespaced_config_map(namespace, source)
+        qf["status"] = {"sourceConfigMap": source["metadata"]["name"]}
+
     def create(namespace: str, name: str) -> None:
-        with made:  # the function's source ConfigMap, once (16 threads submit)
-            if not qf:
-                files = {"main.py": PROGRAM}
-                qf.update(
-                    metadata={"name": "tiny", "namespace": namespace, "uid": str(uuid.uuid4())},
-                    spec={"title": "tiny", "entrypoint": "main.py", "source": {"files": files}},
-                )
-                source = unowned(jobspec.source_configmap(qf))
-                core.create_namespaced_config_map(namespace, source)
-                qf["status"] = {"sourceConfigMap": source["metadata"]["name"]}
         uid = str(uuid.uuid4())
         sj = {
             "metadata": {"name": name, "namespace": namespace, "uid": uid},
@@ -350,7 +350,7 @@ def burst_wrapped(api_client: client.ApiClient, count: int, image: str) -> dict[
     def owner(pod: Any) -> str | None:
         return (pod.metadata.labels or {}).get(c.LABEL_JOB)
 
-    result = _pod_burst(core, count, "wrapped", create, owner, remove=False)
+    result = _pod_burst(core, count, "wrapped", create, owner, remove=False, setup=setup)
     # Run by main once the burst's CPU is read, as the namespaces are removed then.
     result["cleanup"] = lambda: store.delete(*stored)
     return result
@@ -363,10 +363,14 @@ def _pod_burst(
     create: Callable[[str, str], None],
     owner: Callable[[Any], str | None],
     remove: bool,
+    setup: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """A burst of ``count`` things ``create`` makes, each of one pod (``owner``: the name
-    of the thing a pod is of), timed from their pods' phases as a watching client sees them."""
+    of the thing a pod is of), timed from their pods' phases as a watching client sees them.
+    ``setup`` makes what they share in the new namespace, before the clock starts."""
     namespace = new_namespace(core, stem)
+    if setup is not None:
+        setup(namespace)
     submitted: dict[str, float] = {}
     running: dict[str, float] = {}
     finished: dict[str, float] = {}
