@@ -42,7 +42,15 @@ def main(argv: list[str] | None = None) -> int:
         "install",
         help="install the operator in the cluster (kubectl apply -k manifests/overlays/local)",
     )
-    sub.add_parser("uninstall", help="remove the in-cluster operator (CRDs and their objects stay)")
+    uninstall = sub.add_parser(
+        "uninstall", help="remove the in-cluster operator (CRDs and their objects stay)"
+    )
+    uninstall.add_argument(
+        "--api",
+        action="store_true",
+        help="also delete the CRDs, every QiskitFunction and ServerlessJob, and the admission "
+        "policy: the cluster as before a first install",
+    )
     gateway_env = sub.add_parser(
         "gateway-env",
         help="shell exports for a qiskit_serverless.ServerlessClient: the REST gateway's URL, "
@@ -86,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.command == "install":
                 install.install(paths)
+            elif args.api:
+                install.remove_api(paths)
             else:
                 install.uninstall(paths)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:

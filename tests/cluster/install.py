@@ -164,6 +164,50 @@ def uninstall(paths: Paths) -> None:
     _kubectl(paths, "delete", "--ignore-not-found", *CLUSTER_OBJECTS)
 
 
+def remove_api(paths: Paths) -> None:
+    """Take the cluster back to before the first install: the operator (``uninstall``), then
+    every QiskitFunction and ServerlessJob (their finalizers dropped: no operator is left to
+    clean up), the CRDs of crds/ and the submitter admission policy. Destroys all jobs."""
+    uninstall(paths)
+    crds = str(config.REPO_ROOT / "crds")
+    listed = _kubectl(paths, "get", "-k", crds, "-o", "name", "--ignore-not-found")
+    present = [name.split("/", 1)[1] for name in _check(listed, "kubectl get crd").split()]
+    for crd in present:
+        kind = crd.split(".", 1)[0]
+        found = _kubectl(paths, "get", kind, "-A", "-o", "json", "--ignore-not-found")
+        items = json.loads(found.stdout or '{"items": []}').get("items", [])
+        for item in items:
+            meta = item["metadata"]
+            where = ["-n", meta["namespace"]] if meta.get("namespace") else []
+            if meta.get("finalizers"):
+                _kubectl(
+                    paths,
+                    *where,
+                    "patch",
+                    kind,
+                    meta["name"],
+                    "--type=merge",
+                    "-p",
+                    '{"metadata":{"finalizers":null}}',
+                )
+    say(f"deleting the CRDs ({len(present)}), and with them every object of theirs")
+    _check(
+        _kubectl(
+            paths,
+            "delete",
+            "-k",
+            crds,
+            "--ignore-not-found",
+            "--wait",
+            "--timeout=180s",
+            timeout=200,
+        ),
+        "deleting the CRDs",
+    )
+    policy = str(config.REPO_ROOT / "manifests" / "base" / "admission-policy.yaml")
+    _check(_kubectl(paths, "delete", "-f", policy, "--ignore-not-found"), "deleting the policy")
+
+
 def gateway_env(paths: Paths, namespace: str, service_account: str) -> list[str]:
     """Exports for a REST client: a ServiceAccount in ``namespace`` bound to the built-in
     ``edit`` role (which aggregates the qiskit-serverless-edit rules), and a one-hour token."""

@@ -49,21 +49,20 @@ def _kubectl(paths: Paths, *args: str) -> None:
 
 def apply_api(paths: Paths) -> None:
     """What the operator serves, before any operator runs: the CRDs (from crds/, their single
-    source), Established; the object kopf peering elects the active replica through; and the
-    policy that makes a job's submitter unforgeable."""
+    source), Established; and the policy that makes a job's submitter unforgeable. The
+    operator creates the object kopf peering elects the active replica through."""
     _kubectl(
         paths, "apply", "--server-side", "--force-conflicts", "-k", str(config.REPO_ROOT / "crds")
     )
     _kubectl(paths, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-    for manifest in ("kopf-peering.yaml", "admission-policy.yaml"):
-        _kubectl(
-            paths,
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            str(config.REPO_ROOT / "manifests" / "base" / manifest),
-        )
+    _kubectl(
+        paths,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        str(config.REPO_ROOT / "manifests" / "base" / "admission-policy.yaml"),
+    )
 
 
 def start(paths: Paths) -> None:

@@ -82,7 +82,6 @@ def test_ports_and_names_agree_with_the_operator_settings() -> None:
     deployment = _named("Deployment", "qiskit-serverless-operator")
     service = _named("Service", "qiskit-serverless-operator")
     (namespace,) = _kind("Namespace")
-    (peering,) = _kind("ClusterKopfPeering")
     base = yaml.safe_load((BASE / "kustomization.yaml").read_text())
     literals = _literals(BASE / "kustomization.yaml")
     cfg = OperatorConfig.from_env({**literals, **REQUIRED})
@@ -91,13 +90,39 @@ def test_ports_and_names_agree_with_the_operator_settings() -> None:
         for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
     }
     assert ports["job-endpoint"] == cfg.job_endpoint_port and ports["metrics"] == cfg.metrics_port
-    assert cfg.peering == peering["metadata"]["name"]
+    from tests.in_cluster import PEERING
+
+    assert cfg.peering == PEERING  # the object the operator creates, the tests read
     assert base["namespace"] == namespace["metadata"]["name"]
     service_url = (
         f"http://{service['metadata']['name']}.{base['namespace']}.svc:{cfg.job_endpoint_port}"
     )
     assert cfg.job_endpoint_url == service_url
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def _installed_files(kustomization_dir: Path) -> list[Path]:
+    """Every YAML file a kustomization's ``resources`` reach, through nested folders."""
+    doc = yaml.safe_load((kustomization_dir / "kustomization.yaml").read_text())
+    files: list[Path] = []
+    for entry in doc.get("resources", []):
+        path = (kustomization_dir / entry).resolve()
+        files += _installed_files(path) if path.is_dir() else [path]
+    return files
+
+
+@pytest.mark.parametrize("install", ["base", "overlays/local", "overlays/production"])
+def test_install_holds_no_object_of_its_own_crds(install: str) -> None:
+    """One `kubectl apply -k` sends CRDs and objects together; on a cluster that never had
+    the CRDs, an object of their kinds is refused ("ensure CRDs are installed first"). So an
+    install carries CRDs and built-in kinds only; the operator makes its own objects."""
+    docs = [doc for path in _installed_files(MANIFESTS / install) for doc in _docs(path)]
+    crds = [doc for doc in docs if doc["kind"] == "CustomResourceDefinition"]
+    assert crds, install
+    served = {(crd["spec"]["group"], crd["spec"]["names"]["kind"]) for crd in crds}
+    for doc in docs:
+        group = doc["apiVersion"].rpartition("/")[0]
+        assert (group, doc["kind"]) not in served, (install, doc["kind"], doc["metadata"])
 
 
 def test_production_overlay_is_a_complete_configuration() -> None:

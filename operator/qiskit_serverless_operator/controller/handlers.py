@@ -19,7 +19,7 @@ from .. import metrics
 from ..config import OperatorConfig
 from ..kube import Kube
 from ..storage import ObjectStore
-from . import catalog, job_endpoint, kopf_settings, scheduler
+from . import catalog, job_endpoint, kopf_settings, peering, scheduler
 from .context import Context, get_context, set_context
 from .functions import reconcile_function
 from .jobs import (
@@ -51,6 +51,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     cfg = OperatorConfig.from_env()
     set_context(Context(config=cfg, kube=Kube(), store=ObjectStore(cfg.s3)))
     kopf_settings.configure(settings, cfg)
+    # First: a failure here (a CRD not established yet) makes kopf run this handler again.
+    await peering.ensure_peering(get_context().kube, cfg.peering)
     await scheduler.ensure_queue(get_context())
     metrics.serve(
         cfg.metrics_port,
@@ -65,6 +67,17 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         None, get_context().store.presign_get, "warm-up", 60
     )
     log.info("operator configured: runtime image %s, bucket %s", cfg.runtime_image, cfg.s3.bucket)
+
+
+@kopf.on.event(
+    peering.PEERING_GROUP,
+    peering.PEERING_VERSION,
+    peering.PEERING_PLURAL,
+    when=lambda type, name, **_: type == "DELETED" and name == get_context().config.peering,
+)
+async def peering_deleted(**_: Any) -> None:
+    # Without the object no replica can take over from the active one.
+    await peering.ensure_peering(get_context().kube, get_context().config.peering)
 
 
 @kopf.on.cleanup()

@@ -32,14 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from lightkube import codecs
 from lightkube.resources.core_v1 import Node
 
 from .. import constants as c
 from .. import memory
 from ..constants import JobPhase, QueueingStrategy, QueueReason
 from ..kube import ApiError, ServerlessJob, ServerlessQueue
-from . import pod_tokens, queueing, usage
+from . import peering, pod_tokens, queueing, usage
 from .conditions import now_iso
 from .context import Context, get_context
 from .jobstore import JobRecord, record_of, store
@@ -180,16 +179,7 @@ async def ensure_queue(ctx: Context) -> None:
         "metadata": {"name": c.QUEUE_NAME, "labels": {c.LABEL_MANAGED_BY: c.MANAGER}},
         "spec": {},
     }
-    try:
-        await ctx.kube.client.create(codecs.from_dict(body))
-    except ApiError as exc:
-        if exc.status.code == 404:
-            raise RuntimeError(
-                f"the {c.QUEUE_KIND} CRD is not installed: apply crds/ "
-                "(kubectl apply --server-side -k crds) or the install in manifests/"
-            ) from exc
-        if exc.status.code != 409:
-            raise
+    await peering.create_if_missing(ctx.kube, body, f"{c.QUEUE_PLURAL}.{c.GROUP}")
 
 
 async def _capacity(ctx: Context) -> tuple[int | None, int | None]:

@@ -1,0 +1,100 @@
+"""The README's first install, on a cluster that never had our CRDs.
+
+Every other test cluster already holds the CRDs (the session's `crds` fixture), which is how
+an install that sent a CRD and an object of it in one `kubectl apply -k` passed every test
+and failed a new user's first `./scripts/walkthrough`. This test takes the API away first
+(`python -m tests.cluster uninstall --api`: CRDs, their objects, the admission policy), then
+installs exactly as the walkthrough does (`python -m tests.cluster install`, i.e.
+`kubectl apply --server-side -k manifests/overlays/local`) and runs a job. It runs first of
+the e2e tier (pytest collects this folder before the others), while nothing is in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+from tests.in_cluster import PEERING, operator_pods
+from tests.kube import REPO_ROOT, kubectl, session_operator_paused, wait_until
+
+OUR_CRDS = (
+    "qiskitfunctions.serverless.qiskit.org",
+    "serverlessjobs.serverless.qiskit.org",
+    "serverlessqueues.serverless.qiskit.org",
+    "clusterkopfpeerings.kopf.dev",
+    "kopfpeerings.kopf.dev",
+)
+
+
+def _harness(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tests.cluster", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def _served(cluster: dict[str, Any]) -> set[str]:
+    out = kubectl(cluster, "get", "crd", "-o", "name").stdout.split()
+    return {name.split("/", 1)[1] for name in out}
+
+
+def test_first_install_on_a_cluster_without_our_crds_runs_a_job(
+    cluster: dict[str, Any], crds: None, namespace: str
+) -> None:
+    with session_operator_paused():
+        removed = _harness("uninstall", "--api")
+        assert removed.returncode == 0, removed.stderr
+        assert not _served(cluster) & set(OUR_CRDS)
+        policies = kubectl(cluster, "get", "validatingadmissionpolicies", "-o", "name").stdout
+        assert "serverlessjob-submitter" not in policies
+
+        try:
+            installed = _harness("install")
+            assert installed.returncode == 0, installed.stderr + installed.stdout
+            assert set(OUR_CRDS) <= _served(cluster)
+
+            # The operator made its peering object, and both replicas take part in it.
+            def both_peers() -> dict[str, Any] | None:
+                out = kubectl(cluster, "get", "clusterkopfpeering", PEERING, "-o", "json")
+                peering = json.loads(out.stdout)
+                peers = set(peering.get("status") or {})
+                pods = {pod["metadata"]["name"] for pod in operator_pods(cluster)}
+                return peering if len(pods) == 2 and pods <= peers else None
+
+            peering = wait_until(both_peers, timeout=120, what="two replicas in the peering")
+            labels = peering["metadata"].get("labels") or {}
+            assert labels.get("app.kubernetes.io/managed-by") == "qiskit-serverless-operator"
+
+            applied = kubectl(cluster, "-n", namespace, "apply", "-f", str(REPO_ROOT / "examples"))
+            assert "serverlessjob.serverless.qiskit.org/hello created" in applied.stdout
+            kubectl(
+                cluster,
+                "-n",
+                namespace,
+                "wait",
+                "--for=jsonpath={.status.phase}=DONE",
+                "sj/hello",
+                "--timeout=300s",
+            )
+            sj = json.loads(
+                kubectl(cluster, "-n", namespace, "get", "sj/hello", "-o", "json").stdout
+            )
+            assert sj["status"]["result"]["key"], sj["status"]
+        finally:
+            kubectl(
+                cluster,
+                "-n",
+                namespace,
+                "delete",
+                "sj,qf",
+                "--all",
+                "--wait",
+                "--timeout=120s",
+                check=False,
+            )
+            _harness("uninstall")
