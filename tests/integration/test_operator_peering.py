@@ -44,3 +44,30 @@ def test_standby_replica_pauses_while_the_active_one_lives(
         if operator.proc is None or operator.proc.poll() is not None:
             operator.start()
         standby.stop()
+
+
+def test_a_deleted_peering_object_is_made_again(
+    api_client: client.ApiClient, cluster: dict, operator
+) -> None:
+    """The operator makes its peering object (no install ships it: an object of a CRD in the
+    same `kubectl apply -k` as the CRD is refused on a new cluster), and makes it again when
+    something deletes it (an Argo CD prune of an install that still listed it)."""
+    from tests.in_cluster import PEERING
+
+    api = client.CustomObjectsApi(api_client)
+    first = api.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", PEERING)
+    assert first["metadata"]["labels"]["app.kubernetes.io/managed-by"] == (
+        "qiskit-serverless-operator"
+    )
+    api.delete_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", PEERING)
+
+    def remade() -> dict | None:
+        try:
+            body = api.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", PEERING)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return body if body["metadata"]["uid"] != first["metadata"]["uid"] else None
+
+    wait_until(remade, timeout=30, what="the peering object made again")
