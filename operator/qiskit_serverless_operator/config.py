@@ -68,6 +68,26 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _ttl(env: dict[str, str], name: str, default: int | None) -> int | None:
+    """Seconds, or None for "keep": ``keep`` (or ``none``) says so, an absent value is the
+    default."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"keep", "none"}:
+        return None
+    value = int_setting(env, name, 0)
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or more seconds, or keep; got {raw!r}")
+    return value
+
+
+# How long a finished job stays in the API server when an archive keeps its history (like
+# Argo Workflows' ttlStrategy): an hour after success, a day after failure or cancellation.
+DEFAULT_TTL_AFTER_SUCCESS = 3600
+DEFAULT_TTL_AFTER_FAILURE = 24 * 3600
+
+
 @dataclass(frozen=True)
 class S3Settings:
     endpoint: str
@@ -169,6 +189,16 @@ class OperatorConfig:
     queue_positions_shown: int = 100
     # The files API (files.py): what a job's pod may store in /data and /function_data.
     files: Limits = field(default_factory=Limits)
+    # Job history (archive/): the PostgreSQL finished jobs are archived in before their TTL
+    # deletes them. None: no archive, and a job is deleted only if its spec asks.
+    archive_dsn: str | None = field(default=None, repr=False)
+    # A finished job's time in the API server, unless its spec.ttlSecondsAfterFinished says
+    # (None: kept until deleted by hand). DONE is a success; ERROR and CANCELED failures.
+    ttl_after_success_seconds: int | None = None
+    ttl_after_failure_seconds: int | None = None
+    # Archived jobs' stored result and logs are removed this long after the job finished
+    # (None: kept as long as the archive row).
+    archive_objects_ttl_seconds: int | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -214,4 +244,16 @@ class OperatorConfig:
             queueing_strategy=_strategy(env, "QSO_QUEUEING_STRATEGY"),
             usage_half_life_seconds=int_setting(env, "QSO_USAGE_HALF_LIFE_SECONDS", 3600),
             queue_positions_shown=int_setting(env, "QSO_QUEUE_POSITIONS_SHOWN", 100),
+            archive_dsn=env.get("QSO_ARCHIVE_DSN") or None,
+            ttl_after_success_seconds=_ttl(
+                env,
+                "QSO_TTL_AFTER_SUCCESS_SECONDS",
+                DEFAULT_TTL_AFTER_SUCCESS if env.get("QSO_ARCHIVE_DSN") else None,
+            ),
+            ttl_after_failure_seconds=_ttl(
+                env,
+                "QSO_TTL_AFTER_FAILURE_SECONDS",
+                DEFAULT_TTL_AFTER_FAILURE if env.get("QSO_ARCHIVE_DSN") else None,
+            ),
+            archive_objects_ttl_seconds=_ttl(env, "QSO_ARCHIVE_OBJECTS_TTL_SECONDS", None),
         )

@@ -83,6 +83,9 @@ ANNOTATION_SUBMITTER_GROUPS = f"{GROUP}/submitter-groups"
 # When the SDK submitted a job, with sub-second resolution (creationTimestamp has 1 s): it
 # orders jobs() and, within one second, the admission queue.
 ANNOTATION_SUBMITTED_AT = f"{GROUP}/submitted-at"
+# A job's id (its UID) in its own metadata, written with the finalizer when it starts: a copy
+# restored from a backup gets a new UID but keeps this, and never runs again once archived.
+ANNOTATION_JOB_ID = f"{GROUP}/job-id"
 # A ServerlessJob's UID, as written in its status: `--field-selector status.jobId=<uid>`.
 JOB_ID_FIELD = "status.jobId"
 # A client whose read links (sj-out Secret) expired sets this to a new value (e.g. the time);
@@ -94,6 +97,12 @@ ANNOTATION_PROVIDER = f"{GROUP}/provider"
 LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 # Kueue's WorkloadPriorityClass of a job: copied to the batch Job, where Kueue reads it.
 LABEL_KUEUE_PRIORITY_CLASS = "kueue.x-k8s.io/priority-class"
+
+
+def job_order(submitted_at: float, job_id: str) -> tuple[float, str]:
+    """The one order of job listings (REST, SDK, history API), applied newest first: when it
+    was submitted, then its id (unique, where names repeat over time)."""
+    return (submitted_at, job_id)
 
 
 def namespace_user(namespace: str) -> str:

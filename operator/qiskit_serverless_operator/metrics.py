@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import Counter as PromCounter
-from prometheus_client import Histogram, start_http_server
+from prometheus_client import Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
@@ -29,6 +29,18 @@ LATENCY = Histogram(
     "Seconds from a ServerlessJob's creation until it reached a phase",
     ["phase"],
     buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, float("inf")),
+)
+
+# Job history (controller/retention.py).
+ARCHIVED = PromCounter("qso_jobs_archived_total", "Finished jobs written to the archive")
+TTL_DELETED = PromCounter(
+    "qso_jobs_ttl_deleted_total", "Finished jobs deleted from the API server after their TTL"
+)
+ARCHIVE_ERRORS = PromCounter(
+    "qso_archive_errors_total", "Failed requests to the archive database", ["operation"]
+)
+ARCHIVE_BACKLOG = Gauge(
+    "qso_archive_backlog", "Finished jobs past their TTL still waiting to be archived"
 )
 
 

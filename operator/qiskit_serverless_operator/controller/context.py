@@ -9,10 +9,14 @@ from __future__ import annotations
 import asyncio
 import weakref
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..config import OperatorConfig
 from ..kube import Kube
 from ..storage import ObjectStore
+
+if TYPE_CHECKING:
+    from ..archive.store import Archive
 
 # Job reconciles (and clean-ups) running at once. kopf runs one worker per object with
 # events, without a limit (a limit deadlocks its index at start-up): 10,000 new jobs would
@@ -30,6 +34,10 @@ class Context:
     _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary
     )
+
+    # Job history: None when no archive is configured (retention.py).
+    archive: Archive | None = None
+    archive_schema_ready: bool = False
 
     job_slots: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(JOB_RECONCILES_AT_ONCE)

@@ -19,7 +19,7 @@ from .. import metrics
 from ..config import OperatorConfig
 from ..kube import Kube
 from ..storage import ObjectStore
-from . import catalog, job_endpoint, kopf_settings, peering, scheduler
+from . import catalog, job_endpoint, kopf_settings, peering, retention, scheduler
 from .context import Context, get_context, set_context
 from .functions import reconcile_function
 from .jobs import (
@@ -59,6 +59,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         cfg.metrics_bind,
         phases=lambda: [record.phase for record in store.all()],
     )
+    if cfg.archive_dsn:
+        await _open_archive(get_context())
     endpoint = await job_endpoint.start(cfg.job_endpoint_bind, cfg.job_endpoint_port)
     _running["job_endpoint"] = endpoint
     # boto3 loads its models and endpoint rules on first use (0.2 s here): in a thread now,
@@ -80,11 +82,30 @@ async def peering_deleted(**_: Any) -> None:
     await peering.ensure_peering(get_context().kube, get_context().config.peering)
 
 
+async def _open_archive(ctx: Context) -> None:
+    """Connect to the archive (psycopg is imported only here: no archive, no driver). A
+    database that is down does not hold the start-up: the retention loop retries."""
+    from ..archive.errors import ArchiveUnavailable
+    from ..archive.store import Archive
+
+    assert ctx.config.archive_dsn
+    ctx.archive = Archive(ctx.config.archive_dsn, max_size=2, timeout=5.0)
+    await ctx.archive.open()
+    try:
+        await ctx.archive.migrate()
+        ctx.archive_schema_ready = True
+    except ArchiveUnavailable as exc:
+        log.warning("archive: %s; jobs past their TTL wait until it answers", exc)
+
+
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
     runner = _running.pop("job_endpoint", None)
     if runner is not None:
         await runner.cleanup()
+    ctx = get_context()
+    if ctx.archive is not None:
+        await ctx.archive.close()
 
 
 # ----------------------------------------------------------------------------- jobs
@@ -226,6 +247,15 @@ async def admission_loop(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any)
     if body["metadata"]["name"] != c.QUEUE_NAME:
         return
     await scheduler.admission_loop(lambda: dict(body), stopped, start=reconcile_job)
+
+
+@kopf.daemon(c.GROUP, c.VERSION, c.QUEUE_PLURAL, backoff=1.0, cancellation_timeout=5.0)
+async def retention_loop(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """Finished jobs past their TTL: archived, then deleted (retention.py), in the active
+    replica only."""
+    if body["metadata"]["name"] != c.QUEUE_NAME:
+        return
+    await retention.loop(get_context(), stopped)
 
 
 # No per-job timer: kopf keeps the whole body of every object of a kind that has timers or

@@ -22,6 +22,7 @@ import kopf
 
 from .. import arguments, files, metrics, storage
 from .. import constants as c
+from ..archive.errors import ArchiveUnavailable
 from ..constants import JobPhase, QueueReason
 from ..kube import ApiError, Job, Pod, Secret, ServerlessJob
 from ..runtime import logsplit
@@ -240,11 +241,18 @@ async def _hold_deletion(ctx: Context, sj: dict[str, Any]) -> None:
     finalizers = list(meta.get("finalizers") or [])
     if c.FINALIZER in finalizers:
         return
+    # The job's id rides along: a copy restored from a backup gets a new UID but keeps it
+    # (restored_copy_of_archived below).
     written = await ctx.kube.patch(
         ServerlessJob,
         meta["name"],
         meta["namespace"],
-        {"metadata": {"finalizers": [*finalizers, c.FINALIZER]}},
+        {
+            "metadata": {
+                "finalizers": [*finalizers, c.FINALIZER],
+                "annotations": {c.ANNOTATION_JOB_ID: meta["uid"]},
+            }
+        },
     )
     watched.job_seen(f"{meta['namespace']}/{meta['name']}", written)
     sj["metadata"] = written["metadata"]  # later writes are conditional on this version
@@ -554,11 +562,44 @@ async def reconcile_job(
         return None
 
 
+async def restored_copy_of_archived(ctx: Context, sj: dict[str, Any]) -> bool:
+    """A job with no status whose id annotation names another job that is archived: a copy
+    restored from a backup (a new UID, no status) of a job that already ran. It never runs
+    again; its status says so, and retention removes the copy (the archive has the job)."""
+    meta = sj["metadata"]
+    earlier = (meta.get("annotations") or {}).get(c.ANNOTATION_JOB_ID)
+    if sj.get("status") or not earlier or earlier == meta["uid"] or ctx.archive is None:
+        return False
+    try:
+        archived = await ctx.archive.get(earlier)
+    except ArchiveUnavailable as exc:
+        # Running it might run it twice: wait for the archive to answer.
+        raise kopf.TemporaryError(f"job {earlier} may be archived; {exc}", delay=10) from exc
+    if archived is None:
+        return False
+    now = now_iso()
+    await _write_status(
+        ctx,
+        sj,
+        {
+            "phase": archived.phase,
+            "reason": "AlreadyArchived",
+            "message": f"a restored copy of job {earlier}, which ended {archived.phase} and "
+            "is archived: it does not run again (read it by that id)",
+            "completionTime": now,
+            "archivedAt": now,
+        },
+    )
+    return True
+
+
 async def _reconcile_locked(ctx: Context, sj: dict[str, Any], cached: bool = False) -> None:
     meta, spec = sj["metadata"], sj["spec"]
     status = sj.get("status") or {}
     current = status.get("phase")
     if current and JobPhase(current) in c.TERMINAL_JOB_PHASES:
+        return
+    if not status and await restored_copy_of_archived(ctx, sj):
         return
     ns, name = meta["namespace"], meta["name"]
     where = jobspec.placement(sj)
@@ -897,6 +938,19 @@ async def cleanup_job(body: dict[str, Any]) -> None:
         await _cleanup(ctx, body)
 
 
+async def _archived(ctx: Context, body: dict[str, Any]) -> bool:
+    """Whether the archive holds the job (then its stored result and logs are the archive's
+    to keep): its status says so, or, unmarked after a crash, the archive does."""
+    if (body.get("status") or {}).get("archivedAt"):
+        return True
+    if ctx.archive is None:
+        return False
+    try:
+        return await ctx.archive.exists(body["metadata"]["uid"])
+    except ArchiveUnavailable as exc:
+        raise kopf.TemporaryError(f"is the job archived? {exc}", delay=10) from exc
+
+
 async def _cleanup(ctx: Context, body: dict[str, Any]) -> None:
     meta = body["metadata"]
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
@@ -923,7 +977,7 @@ async def _cleanup(ctx: Context, body: dict[str, Any]) -> None:
     ):
         await ctx.kube.delete(Secret, secret, where.namespace)
     await ctx.kube.delete(Secret, jobspec.output_secret_name(name), ns)
-    if not ctx.config.retain_objects_on_delete:
+    if not ctx.config.retain_objects_on_delete and not await _archived(ctx, body):
         tasks_folder = storage.task_payloads_folder(ns, uid)
         payloads = [tasks_folder + n for n, _ in await ctx.store.alist_folder(tasks_folder)]
         await ctx.store.adelete(

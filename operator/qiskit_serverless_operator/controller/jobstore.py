@@ -59,6 +59,10 @@ class JobRecord:
     message: str | None
     # A task's job (runtime/tasks.py): a job waiting on tasks yields its queue slot to them.
     task_parent: str | None = None
+    # Retention (retention.py): the job's own TTL after it finished, and whether its
+    # summary is in the archive already.
+    ttl: int | None = None
+    archived: bool = False
 
     @property
     def key(self) -> str:
@@ -101,6 +105,8 @@ def record_of(body: dict[str, Any]) -> JobRecord:
         position=status.get("queuePosition"),
         message=_shared(status.get("message")),
         task_parent=(spec.get("task") or {}).get("parent"),
+        ttl=spec.get("ttlSecondsAfterFinished"),
+        archived=bool(status.get("archivedAt")),
     )
 
 
