@@ -1,14 +1,17 @@
 """Faults for the local cluster, for the chaos test and benchmark: a SIGKILL of the active
 operator replica's process (not a pod deletion: kubelet's SIGTERM would let kopf leave the
 peering politely), restarts of the harness's own components (kube-apiserver, kubelet,
-SeaweedFS) with the command line they run with, and an object store that is down."""
+SeaweedFS, PostgreSQL) with the command line and user they run with, and an object store or
+archive database that is down."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import pwd
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -16,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.cluster import procs
+from tests.cluster import postgres, procs
 from tests.cluster.config import Paths
 from tests.cluster.install import NAMESPACE
 from tests.in_cluster import active_replica, operator_pods
@@ -59,25 +62,31 @@ def sigkill_active_operator(cluster: dict[str, Any], paths: Paths | None = None)
     return pod
 
 
-def _relaunch(paths: Paths, name: str) -> tuple[list[str], Path, dict[str, str]]:
-    """How one of the harness's processes runs now: its argv, directory and environment."""
+def _relaunch(paths: Paths, name: str) -> tuple[list[str], dict[str, Any]]:
+    """How one of the harness's processes runs now: its argv, and its directory, environment
+    and user (PostgreSQL's is not root) as procs.start's keyword arguments."""
     pid = procs.running_pid(paths, name)
     if pid is None:
         raise RuntimeError(f"{name} is not running")
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     environ = Path(f"/proc/{pid}/environ").read_bytes().rstrip(b"\0").split(b"\0")
     env = dict(e.decode().split("=", 1) for e in environ if b"=" in e)
-    return [a.decode() for a in argv], Path(os.readlink(f"/proc/{pid}/cwd")), env
+    uid = os.stat(f"/proc/{pid}").st_uid
+    return [a.decode() for a in argv], {
+        "cwd": Path(os.readlink(f"/proc/{pid}/cwd")),
+        "env": env,
+        "user": pwd.getpwuid(uid).pw_name if uid != 0 else None,
+    }
 
 
 def restart(paths: Paths, name: str, down_seconds: float = 0.0, grace: float = 2.0) -> float:
     """Stop one of the harness's processes (SIGTERM, then SIGKILL) and start it again as it
     ran; returns how long it was down."""
-    argv, cwd, env = _relaunch(paths, name)
+    argv, launch = _relaunch(paths, name)
     started = time.monotonic()
     procs.stop(paths, name, grace=grace)  # a short grace: a crash more than a rollout
     time.sleep(down_seconds)
-    procs.start(paths, name, argv, cwd=cwd, env=env)
+    procs.start(paths, name, argv, **launch)
     return time.monotonic() - started
 
 
@@ -114,16 +123,45 @@ def wait_s3(cluster: dict[str, Any], timeout: float = 120) -> float:
     raise TimeoutError("object storage did not come back")
 
 
+def wait_postgres(cluster: dict[str, Any], timeout: float = 120) -> float:
+    """Until the archive's PostgreSQL accepts TCP connections again; returns the seconds
+    waited."""
+    started = time.monotonic()
+    address = (cluster["archive"]["host"], cluster["archive"]["port"])
+    while time.monotonic() - started < timeout:
+        try:
+            with socket.create_connection(address, timeout=3):
+                return time.monotonic() - started
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError("the archive's PostgreSQL did not come back")
+
+
 @contextlib.contextmanager
 def s3_down(paths: Paths | None = None) -> Iterator[None]:
     """SeaweedFS stopped for the block's duration, then started again as it was."""
     paths = paths or Paths.from_env()
-    argv, cwd, env = _relaunch(paths, "seaweedfs")
+    argv, launch = _relaunch(paths, "seaweedfs")
     procs.stop(paths, "seaweedfs", grace=1.0)
     try:
         yield
     finally:
-        procs.start(paths, "seaweedfs", argv, cwd=cwd, env=env)
+        procs.start(paths, "seaweedfs", argv, **launch)
+
+
+@contextlib.contextmanager
+def postgres_down(paths: Paths | None = None) -> Iterator[None]:
+    """The archive's PostgreSQL stopped (a fast shutdown: its clients are cut off) for the
+    block's duration, then started again as ``up`` starts it, waiting until it accepts
+    connections (its data stays)."""
+    paths = paths or Paths.from_env()
+    if procs.running_pid(paths, postgres.COMPONENT) is None:
+        raise RuntimeError(f"{postgres.COMPONENT} is not running")
+    postgres.stop(paths, grace=5.0)
+    try:
+        yield
+    finally:
+        postgres.start(paths)
 
 
 def kill_active_operator_pod(cluster: dict[str, Any], paths: Paths | None = None) -> str:

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import ssl
 import string
 import subprocess
@@ -16,15 +17,17 @@ from pathlib import Path
 
 import yaml
 
-from . import components, config, gobuild, images, install, nodes, pki, procs
+from . import components, config, gobuild, images, install, nodes, pki, postgres, procs
 from .config import Paths
 from .progress import PhaseTimer, say
 
 # Start order; ``down`` stops them in reverse.
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-SERVICES = ("registry", "seaweedfs")
+SERVICES = ("registry", "seaweedfs", postgres.COMPONENT)
 NODE = ("containerd", "kubelet", "kube-proxy")
 ALL_COMPONENTS = (*CONTROL_PLANE, *SERVICES, *NODE)
+# Components whose clean shutdown takes another signal than SIGTERM.
+STOP_SIGNALS = {postgres.COMPONENT: postgres.STOP_SIGNAL}
 
 
 # --------------------------------------------------------------------------- host set-up
@@ -42,7 +45,11 @@ def ensure_packages(paths: Paths, packages: tuple[str, ...] = config.APT_PACKAGE
     if not missing:
         return "all present"
     say(f"installing Debian packages: {' '.join(missing)}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if any(p.startswith("postgresql") for p in missing):
+        postgres.prevent_default_cluster()
+    # postgresql-common hands createcluster.conf to ucf, which then keeps the file written
+    # above instead of asking (a question without a terminal fails the install).
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "UCF_FORCE_CONFFOLD": "1"}
     log = paths.cache / "logs" / "apt.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
@@ -284,7 +291,7 @@ def up(paths: Paths, node_count: int = 1) -> dict:
         down(paths)
     paths.state.mkdir(parents=True, exist_ok=True)
 
-    with timer.phase("packages", "Debian: containerd, runc, CNI, iptables, umoci, skopeo, ..."):
+    with timer.phase("packages", "Debian: containerd, runc, CNI, umoci, skopeo, PostgreSQL, ..."):
         ensure_packages(paths)
 
     with timer.phase("build", f"Kubernetes {config.KUBERNETES_VERSION}, etcd, CoreDNS (Go)"):
@@ -316,13 +323,19 @@ def up(paths: Paths, node_count: int = 1) -> dict:
             paths, "kube-scheduler", components.scheduler_argv(paths, binaries["kube-scheduler"])
         )
 
-    with timer.phase("start: registry, S3", f"registry {config.REGISTRY}, S3 {config.S3_ENDPOINT}"):
+    with timer.phase(
+        "start: registry, S3, PostgreSQL",
+        f"registry {config.REGISTRY}, S3 {config.S3_ENDPOINT}, "
+        f"PostgreSQL {config.NODE_IP}:{config.POSTGRES_PORT}",
+    ):
         procs.start(
             paths, "registry", ["docker-registry", "serve", str(paths.state / "registry.yaml")]
         )
         procs.start(
             paths, "seaweedfs", components.seaweed_argv(paths, _weed_binary()), cwd=paths.state
         )
+        # Its initdb and readiness wait overlap the registry's and S3's start-up.
+        archive = postgres.start(paths)
         procs.wait_for(
             lambda: _http_ok(f"http://{config.REGISTRY}/v2/"),
             what="the registry",
@@ -407,6 +420,8 @@ def up(paths: Paths, node_count: int = 1) -> dict:
             "access_key": keys[0],
             "secret_key": keys[1],
         },
+        # The job-history archive's database (postgres.py).
+        "archive": archive,
         "tools": str(paths.state / "path"),
         "logs": str(paths.logs),
         # The cluster's CA (clients of the REST gateway trust it: REQUESTS_CA_BUNDLE) and the
@@ -488,7 +503,7 @@ def down(paths: Paths) -> None:
     procs.stop(paths, "containerd")
     procs.kill_shims(paths.containerd_socket)
     for name in reversed((*CONTROL_PLANE, *SERVICES)):
-        procs.stop(paths, name, grace=15.0)
+        procs.stop(paths, name, grace=15.0, sig=STOP_SIGNALS.get(name, signal.SIGTERM))
     for mountpoint in procs.mounts_under(paths.state):
         subprocess.run(["umount", "-l", mountpoint], capture_output=True)
     _remove_pod_cgroups()
@@ -538,4 +553,6 @@ def env_lines(paths: Paths) -> list[str]:
         f"export QSO_S3_BUCKET={info['s3']['bucket']}",
         f"export AWS_ACCESS_KEY_ID={info['s3']['access_key']}",
         f"export AWS_SECRET_ACCESS_KEY={info['s3']['secret_key']}",
+        # A cluster made before the archive existed has none until its next `up`.
+        *([f"export QSO_ARCHIVE_DSN={info['archive']['dsn']}"] if "archive" in info else []),
     ]

@@ -63,6 +63,20 @@ def apiserver_argv(paths: Paths, binary: Path) -> list[str]:
         f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
         f"--kubelet-certificate-authority={pki / 'ca.crt'}",
         "--kubelet-preferred-address-types=InternalIP,Hostname",
+        # The aggregation layer (an APIService backed by a Service, as metrics-server's), as
+        # kubeadm sets it up: the apiserver proxies with the front proxy's client
+        # certificate, and aggregated servers trust the user headers of that CA's
+        # front-proxy-client only.
+        f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-username-headers=X-Remote-User",
+        f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+        f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+        # Straight to the Service's endpoint (pod) addresses, not its ClusterIP: an
+        # aggregated API then does not depend on kube-proxy's rules being in place.
+        "--enable-aggregator-routing=true",
         "--allow-privileged=true",
         "--profiling=false",
         "--v=1",

@@ -2,7 +2,7 @@
 
 Everything the cluster serves listens either on loopback or on the node address,
 which lives on the bridge this harness creates (``qso0``).  Pods reach the
-registry and S3 through that address; nothing here targets another host.
+registry, S3 and PostgreSQL through that address; nothing here targets another host.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ S3_PORT = 8333
 WEED_MASTER_PORT = 9333
 WEED_VOLUME_PORT = 8081
 WEED_FILER_PORT = 8888
+# The job-history archive's PostgreSQL (tests/cluster/postgres.py), on the node address.
+POSTGRES_PORT = 5432
 # The GitOps tier's host processes (tests/cluster/argocd.py), on loopback.
 ARGOCD_REPO_SERVER_PORT = 8091
 ARGOCD_REPO_SERVER_METRICS_PORT = 8094
@@ -64,6 +66,8 @@ APT_PACKAGES = (
     "skopeo",
     "docker-registry",
     "ca-certificates",
+    # The job-history archive's database; ensure_packages stops it making a cluster of its own.
+    "postgresql-15",
 )
 CNI_BIN_DIR = Path("/usr/lib/cni")
 

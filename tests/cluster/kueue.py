@@ -5,9 +5,9 @@ What the harness changes in those manifests, and why:
 
 - the image: ours, the binary of ``gobuild/kueue`` in an otherwise empty image in the local
   registry (the published image is not pulled: the cluster pulls from nowhere else);
-- the visibility API's APIServices are left out: it is an aggregated API, and this cluster's
-  kube-apiserver is not set up as an aggregation front proxy (a broken APIService would make
-  API discovery fail for every client);
+- the visibility API's APIServices are left out: the tests do not need Kueue's visibility API
+  (pending workloads), and an aggregated API whose server is down (Kueue restarting) makes
+  API discovery fail for every client;
 - Kueue's webhooks on kinds that are not its own (Pods, Jobs, Deployments, StatefulSets...)
   are limited to namespaces labelled ``qso.test/kueue=enabled``: they fail closed, so while
   Kueue restarts, every other test's batch Jobs and pods would be refused. A production

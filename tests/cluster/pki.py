@@ -1,7 +1,10 @@
 """The cluster's certificates and keys, made with `cryptography` the way kubeadm lays them out.
 
-One CA signs every serving and client certificate; a separate key pair signs
-service-account tokens.  Client identities follow Kubernetes' bootstrap RBAC
+One CA signs every serving and client certificate but one; a separate key pair signs
+service-account tokens.  The exception is the apiserver's identity as an aggregation front
+proxy (``front-proxy-client``), signed by a CA of its own as kubeadm does: an aggregated API
+server believes the X-Remote-User headers of a client that CA vouches for, so it should vouch
+for the apiserver alone.  Client identities follow Kubernetes' bootstrap RBAC
 (system:kube-controller-manager, system:node:<name> in system:nodes, ...), so the
 built-in roles apply and nothing runs with more rights than kubeadm would give it.
 """
@@ -86,6 +89,15 @@ def cluster_certs() -> tuple[Cert, ...]:
     )
 
 
+# The aggregation front proxy's CA (file stem) and the apiserver's client certificate from it
+# (components.apiserver_argv names both).
+FRONT_PROXY_CA = "front-proxy-ca"
+
+
+def front_proxy_client_cert() -> Cert:
+    return Cert("front-proxy-client", "front-proxy-client", client=True)
+
+
 # The REST gateway's serving certificate (manifests/base/gateway.yaml): its Service's names
 # and the node address its node port listens on (manifests/overlays/local).
 GATEWAY_SERVICE = "qiskit-serverless-gateway"
@@ -109,12 +121,13 @@ def gateway_cert() -> Cert:
     )
 
 
-def ensure_leaf(directory: Path, spec: Cert) -> tuple[Path, Path]:
-    """A leaf signed by the cluster's CA, made once (for clusters made before it existed)."""
+def ensure_leaf(directory: Path, spec: Cert, ca: str = "ca") -> tuple[Path, Path]:
+    """A leaf signed by the CA ``ca`` (file stem; the cluster's by default), made once (for
+    clusters made before it existed)."""
     cert_path, key_path = directory / f"{spec.name}.crt", directory / f"{spec.name}.key"
     if not cert_path.exists() or not key_path.exists():
-        ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
-        ca_cert = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes())
+        ca_key = serialization.load_pem_private_key((directory / f"{ca}.key").read_bytes(), None)
+        ca_cert = x509.load_pem_x509_certificate((directory / f"{ca}.crt").read_bytes())
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
         key, cert = make_leaf(spec, ca_key, ca_cert, datetime.datetime.now(datetime.UTC))
         _write_key(key_path, key)
@@ -161,9 +174,11 @@ def _key_usage(*, ca: bool) -> x509.KeyUsage:
     )
 
 
-def make_ca(now: datetime.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def make_ca(
+    now: datetime.datetime, common_name: str = "qso-cluster-ca"
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = _key()
-    name = _name("qso-cluster-ca")
+    name = _name(common_name)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -215,10 +230,28 @@ def make_leaf(
 
 
 def ensure_pki(directory: Path) -> None:
-    """Create the CA, every leaf and the service-account key pair once per cluster."""
+    """Create the CA, every leaf and the service-account key pair once per cluster; the front
+    proxy's CA and client certificate also in a cluster made before they existed."""
     directory.mkdir(parents=True, exist_ok=True)
-    if (directory / ".complete").exists():
-        return
+    if not (directory / ".complete").exists():
+        _make_cluster_pki(directory)
+    ensure_front_proxy(directory)
+
+
+def ensure_front_proxy(directory: Path) -> tuple[Path, Path]:
+    """The front proxy's own CA and the client certificate it signs, each made once."""
+    ca_cert, ca_key = directory / f"{FRONT_PROXY_CA}.crt", directory / f"{FRONT_PROXY_CA}.key"
+    if not ca_cert.exists() or not ca_key.exists():
+        key, cert = make_ca(datetime.datetime.now(datetime.UTC), "qso-front-proxy-ca")
+        _write_key(ca_key, key)
+        _write_cert(ca_cert, cert)
+        # A client certificate of an earlier CA would no longer verify.
+        for suffix in (".crt", ".key"):
+            (directory / f"{front_proxy_client_cert().name}{suffix}").unlink(missing_ok=True)
+    return ensure_leaf(directory, front_proxy_client_cert(), ca=FRONT_PROXY_CA)
+
+
+def _make_cluster_pki(directory: Path) -> None:
     now = datetime.datetime.now(datetime.UTC)
     ca_key, ca_cert = make_ca(now)
     _write_key(directory / "ca.key", ca_key)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .config import Paths
 from .progress import say
@@ -45,6 +47,18 @@ def running_pid(paths: Paths, name: str) -> int | None:
     return pid if _start_time(pid) == started else None
 
 
+def user_args(user: str | None) -> dict[str, Any]:
+    """subprocess arguments that run a child as ``user`` (its own groups, not root's)."""
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {
+        "user": entry.pw_uid,
+        "group": entry.pw_gid,
+        "extra_groups": os.getgrouplist(user, entry.pw_gid),
+    }
+
+
 def start(
     paths: Paths,
     name: str,
@@ -52,8 +66,12 @@ def start(
     *,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    user: str | None = None,
 ) -> int:
-    """Start ``name`` unless it already runs; its output goes to logs/NAME.log."""
+    """Start ``name`` unless it already runs; its output goes to logs/NAME.log.
+
+    ``user`` drops root in the child itself, not through runuser/su: those stay the parent
+    (the pid we would signal) and SIGKILL their child 2 s after a SIGTERM."""
     pid = running_pid(paths, name)
     if pid is not None:
         return pid
@@ -72,6 +90,7 @@ def start(
             cwd=cwd,
             # Its own session: the component outlives `up` and a Ctrl-C in this terminal.
             start_new_session=True,
+            **user_args(user),
         )
     started = None
     for _ in range(50):
@@ -92,19 +111,22 @@ def exited_early(paths: Paths, name: str) -> str | None:
     return f"{name} is not running; last lines of {log}:\n" + "\n".join(tail)
 
 
-def stop(paths: Paths, name: str, grace: float = 10.0) -> None:
-    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL; remove the pid file."""
+def stop(
+    paths: Paths, name: str, grace: float = 10.0, sig: signal.Signals = signal.SIGTERM
+) -> None:
+    """``sig`` (SIGTERM unless the component shuts down cleanly on another), wait up to
+    ``grace`` seconds, then SIGKILL; remove the pid file."""
     pid = running_pid(paths, name)
     if pid is not None:
         say(f"stopping {name} (pid {pid})")
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
+            os.killpg(pid, sig)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and running_pid(paths, name) is not None:
             _reap(pid)
             time.sleep(0.1)
         if running_pid(paths, name) is not None:
-            say(f"{name} ignored SIGTERM for {grace:.0f} s; sending SIGKILL")
+            say(f"{name} ignored {sig.name} for {grace:.0f} s; sending SIGKILL")
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
             for _ in range(100):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.cluster import components, config, gobuild
+from tests.cluster import components, config, gobuild, postgres
 from tests.cluster.config import Paths
 
 PATHS = Paths(cache=Path("/c"), state=Path("/s"))
@@ -32,6 +32,9 @@ def _all_rendered_text() -> str:
             components.kubelet_config(PATHS),
             components.kube_proxy_config(PATHS),
             components.registry_config(PATHS),
+            " ".join(postgres.server_argv(PATHS)),
+            postgres.hba_conf(),
+            postgres.dsn("pw"),
             *_worker_text(config.Node(2)),
         ]
     )
@@ -81,6 +84,21 @@ def test_apiserver_enforces_rbac_and_signs_service_account_tokens():
     assert "--authorization-mode=Node,RBAC" in argv
     assert any(a.startswith("--service-account-signing-key-file=") for a in argv)
     assert not any(a.startswith("--admission-control") for a in argv)
+
+
+def test_apiserver_is_an_aggregation_front_proxy_with_a_ca_of_its_own():
+    flags = dict(
+        a.removeprefix("--").split("=", 1) for a in components.apiserver_argv(PATHS, BIN)[1:]
+    )
+    assert flags["requestheader-client-ca-file"] == "/s/pki/front-proxy-ca.crt"
+    assert flags["requestheader-client-ca-file"] != flags["client-ca-file"]
+    assert flags["requestheader-allowed-names"] == "front-proxy-client"
+    assert flags["requestheader-username-headers"] == "X-Remote-User"
+    assert flags["requestheader-group-headers"] == "X-Remote-Group"
+    assert flags["requestheader-extra-headers-prefix"] == "X-Remote-Extra-"
+    assert flags["proxy-client-cert-file"] == "/s/pki/front-proxy-client.crt"
+    assert flags["proxy-client-key-file"] == "/s/pki/front-proxy-client.key"
+    assert flags["enable-aggregator-routing"] == "true"
 
 
 def test_cni_gateway_is_the_node_address():

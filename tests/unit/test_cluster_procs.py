@@ -1,4 +1,7 @@
 import os
+import pwd
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -52,3 +55,33 @@ def test_exited_early_reports_the_log_tail(paths):
 def test_wait_for_fails_fast_when_the_component_died():
     with pytest.raises(RuntimeError, match="apiserver died"):
         procs.wait_for(lambda: False, what="x", timeout=30, alive=lambda: "apiserver died")
+
+
+def test_stop_sends_the_signal_the_component_shuts_down_on(paths):
+    # Ignores SIGTERM, as a server in "smart" shutdown waits for its clients; ends on SIGINT.
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('handler-set', flush=True); time.sleep(60)"
+    )
+    procs.start(paths, "server", [sys.executable, "-c", code])
+    deadline = time.monotonic() + 10
+    while "handler-set" not in paths.component_log("server").read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    started = time.monotonic()
+    procs.stop(paths, "server", grace=10, sig=signal.SIGINT)
+    assert time.monotonic() - started < 5, "SIGINT ended it without waiting for SIGKILL"
+    assert procs.running_pid(paths, "server") is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
+def test_start_runs_the_process_as_the_user_asked(paths):
+    nobody = pwd.getpwnam("nobody")
+    pid = procs.start(paths, "as-nobody", ["sleep", "60"], cwd=paths.state, user="nobody")
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        uid = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+        gid = next(line.split()[1:] for line in status.splitlines() if line.startswith("Gid:"))
+        assert set(uid) == {str(nobody.pw_uid)} and set(gid) == {str(nobody.pw_gid)}
+    finally:
+        procs.stop(paths, "as-nobody", grace=5)
