@@ -9,12 +9,15 @@ the submitter admission policy (both are part of the API, like the CRDs).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from . import config, pki
 from .config import Paths
@@ -26,6 +29,9 @@ DEPLOYMENT = "qiskit-serverless-operator"
 GATEWAY = "qiskit-serverless-gateway"
 POD_CA_PATH = "/etc/qso/pip-ca/ca.crt"
 CLUSTER_OBJECTS = (
+    # First: an APIService whose backend is gone makes API discovery fail, and with it the
+    # namespace deletion below (its controller must discover every resource).
+    "apiservice/v1alpha1.history.serverless.qiskit.org",
     "clusterrolebinding/qiskit-serverless-operator",
     "clusterrole/qiskit-serverless-operator",
     "clusterrole/qiskit-serverless-edit",
@@ -53,6 +59,7 @@ def _env_file(values: dict[str, str]) -> str:
 
 
 S3_KEYS = ("QSO_S3_ACCESS_KEY", "QSO_S3_SECRET_KEY")
+SECRET_SETTINGS = (*S3_KEYS, "QSO_ARCHIVE_DSN")
 
 
 def site_settings(info: dict[str, Any]) -> dict[str, str]:
@@ -74,6 +81,8 @@ def site_settings(info: dict[str, Any]) -> dict[str, str]:
         # The files API on a machine's own disk: files up to 8 MiB, 64 MiB per folder.
         "QSO_FILES_MAX_FILE_BYTES": str(8 * 1024 * 1024),
         "QSO_FILES_QUOTA_BYTES": str(64 * 1024 * 1024),
+        # The job archive: Debian's PostgreSQL on the node (tests/cluster/postgres.py).
+        "QSO_ARCHIVE_DSN": (info.get("archive") or {}).get("dsn", ""),
     }
 
 
@@ -89,14 +98,28 @@ def write_local_overlay(
     site = site_settings(info)
     settings = {
         "QSO_OPERATOR_IMAGE": info["images"]["operator"],
-        **{key: value for key, value in site.items() if key not in S3_KEYS},
+        **{key: value for key, value in site.items() if key not in SECRET_SETTINGS},
         "QSO_PIP_CA_BUNDLE": POD_CA_PATH,
     }
     (generated / "settings.env").write_text(_env_file(settings))
-    secret = generated / "s3.env"
-    secret.write_text(_env_file({key: site[key] for key in S3_KEYS}))
-    secret.chmod(0o600)
+    for name, keys in (("s3.env", S3_KEYS), ("archive.env", ("QSO_ARCHIVE_DSN",))):
+        secret = generated / name
+        secret.write_text(_env_file({key: site[key] for key in keys if site[key]}))
+        secret.chmod(0o600)
     shutil.copyfile(machine_ca_bundle(), generated / "pip-ca.crt")
+    # The API server checks the history API's serving certificate (the gateway's, signed by
+    # the cluster CA) against the APIService's caBundle.
+    ca = Path(info.get("ca") or (paths or Paths.from_env()).pki / "ca.crt")
+    (generated / "apiservice-ca.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": {"name": "v1alpha1.history.serverless.qiskit.org"},
+                "spec": {"caBundle": base64.b64encode(ca.read_bytes()).decode()},
+            }
+        )
+    )
 
 
 def _kubectl(paths: Paths, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -149,6 +172,7 @@ def uninstall(paths: Paths) -> None:
 
     The namespace first: its operator replicas, stopped while their rights remain, leave the
     peering as they go (SIGTERM), so no stale peer makes the next operator wait."""
+    _kubectl(paths, "delete", "--ignore-not-found", CLUSTER_OBJECTS[0])
     _check(
         _kubectl(
             paths,

@@ -157,8 +157,14 @@ def test_gateway_agrees_with_its_settings_the_policy_and_the_harness() -> None:
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     cfg = GatewayConfig.from_env({**_literals(BASE / "kustomization.yaml"), **REQUIRED})
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"https": cfg.port, "health": cfg.health_port}
-    assert {p["targetPort"] for p in service["spec"]["ports"]} == {"https", "health"}
+    assert ports == {"https": cfg.port, "history": cfg.history_port, "health": cfg.health_port}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} == {"https", "history", "health"}
+    (api_service,) = _kind("APIService")
+    assert api_service["spec"]["service"] == {
+        "name": service["metadata"]["name"],
+        "namespace": base["namespace"],
+        "port": next(p["port"] for p in service["spec"]["ports"] if p["name"] == "history"),
+    }
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     # The TLS files the gateway reads are the mounted Secret's.
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
@@ -180,3 +186,5 @@ def test_gateway_agrees_with_its_settings_the_policy_and_the_harness() -> None:
     for rule in role["rules"]:
         if "secrets" in rule["resources"]:
             assert set(rule["verbs"]) <= {"create", "patch"}, rule
+        if "configmaps" in rule["resources"]:
+            assert rule["resourceNames"] == ["extension-apiserver-authentication"], rule

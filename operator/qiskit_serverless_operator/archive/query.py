@@ -52,6 +52,8 @@ class JobQuery:
     offset: int = 0
     # Keyset paging (the history API's continue token): only jobs strictly older than this.
     before: tuple[float, str] | None = None
+    # Asked to stop and not ended yet (the REST status STOPPING) or not: live jobs only.
+    stop_requested: bool | None = None
 
     def matches(self, view: JobKey) -> bool:
         return (
@@ -59,6 +61,7 @@ class JobQuery:
             and (self.phases is None or view.phase in self.phases)
             and (self.created_after is None or view.submitted_at >= self.created_after)
             and (self.before is None or view.order < self.before)
+            and (self.stop_requested is None or view.stop_requested == self.stop_requested)
             and any(scope.matches(view) for scope in self.scopes)
         )
 
@@ -85,11 +88,15 @@ class JobKey:
     def order(self) -> tuple[float, str]:
         return c.job_order(self.submitted_at, self.job_id)
 
+    @property
+    def stop_requested(self) -> bool:
+        return bool((self.body.get("spec") or {}).get("stop"))
+
     @classmethod
     def of(cls, body: dict[str, Any], user: str) -> JobKey:
         meta, spec = body["metadata"], body.get("spec") or {}
         return cls(
-            job_id=(body.get("status") or {}).get("jobId") or meta["uid"],
+            job_id=meta["uid"],
             namespace=meta["namespace"],
             user=user,
             function=spec.get("function") or "",

@@ -3,7 +3,9 @@
 Functions are QiskitFunction objects and jobs ServerlessJob objects in one namespace; a
 job's id is its ServerlessJob's UID. Results and logs are read through the read links the
 operator keeps in the job's ``sj-out-<name>`` Secret, so reading them needs exactly the
-Kubernetes rights that reading Secrets in the namespace needs.
+Kubernetes rights that reading Secrets in the namespace needs. A finished job that has been
+archived (and so deleted from the API server) is read through the history API (history.py),
+with the same kubeconfig; ``jobs()`` pages there, over live and archived jobs alike.
 """
 
 from __future__ import annotations
@@ -33,10 +35,14 @@ from qiskit_serverless.serializers.program_serializers import QiskitObjectsEncod
 from .. import arguments as schema_module
 from .. import constants as c
 from .. import objects, reports, source
+from ..archive.rows import submitted_at
 from ..controller import jobspec
 from ..runtime import logsplit
+from .history import HistoryApi, job_body
 
 NO_LOGS = "No logs yet."
+# jobs() without a limit: as qiskit_serverless' ServerlessClient.jobs().
+DEFAULT_JOBS_LIMIT = 10
 SUBMITTED_AT = c.ANNOTATION_SUBMITTED_AT
 STOPPED = "Job has been stopped."
 MAX_ARCHIVE_BYTES = source.MAX_ARCHIVE_BYTES
@@ -151,6 +157,7 @@ class KubernetesClient(BaseClient):
         self._core = k8s.CoreV1Api(api_client)
         super().__init__(host=api_client.configuration.host)
         self._names: dict[str, str] = {}
+        self._history = HistoryApi(api_client, self.namespace)
         self._user: str | None = None
         self._groups: list[str] = []
 
@@ -215,8 +222,19 @@ class KubernetesClient(BaseClient):
             )["items"]
         except ApiException as exc:
             raise _api_error(exc, "list serverlessjobs", self.namespace) from exc
-        # A job the operator has not seen yet has no status: look through them all.
-        for body in found or self._list(c.JOB_PLURAL):
+        for body in found:
+            self._names[body["metadata"]["uid"]] = body["metadata"]["name"]
+            if body["metadata"]["uid"] == job_id:
+                return body
+        try:
+            if self._history.served():
+                # Archived (or too new for its status): the history API has every job.
+                record = self._history.get(job_id)
+                return job_body(record) if record else None
+        except ApiException as exc:
+            raise _api_error(exc, "read the job's history", self.namespace) from exc
+        # No history API: a job the operator has not seen yet has no status; look at them all.
+        for body in self._list(c.JOB_PLURAL):
             self._names[body["metadata"]["uid"]] = body["metadata"]["name"]
             if body["metadata"]["uid"] == job_id:
                 return body
@@ -580,19 +598,52 @@ class KubernetesClient(BaseClient):
     # ------------------------------------------------------------------ jobs
 
     def jobs(self, function: QiskitFunction | None = None, **kwargs: Any) -> list[Job]:
-        bodies = self._list(c.JOB_PLURAL)
-        if function is not None:
-            bodies = [b for b in bodies if b["spec"].get("function") == function.title]
+        """The namespace's jobs, newest first (``limit``, 10 unless given; ``offset``;
+        ``status``: a phase), live and archived; a job's tasks are parts of it, left out."""
+        limit = kwargs.get("limit", DEFAULT_JOBS_LIMIT)
+        limit = int(limit) if limit else None
+        offset = int(kwargs.get("offset") or 0)
         status = kwargs.get("status")
+        title = function.title if function is not None else None
+        try:
+            if self._history.served():
+                records = self._history.list(limit, offset, title, status)
+                for record in records:
+                    self._names[record["metadata"]["uid"]] = job_body(record)["metadata"]["name"]
+                return [Job(r["metadata"]["uid"], job_service=self) for r in records]
+        except ApiException as exc:
+            raise _api_error(exc, "list the job history", self.namespace) from exc
+        bodies = [b for b in self._list(c.JOB_PLURAL) if not b["spec"].get("task")]
+        if title is not None:
+            bodies = [b for b in bodies if b["spec"].get("function") == title]
         if status:
             bodies = [b for b in bodies if (b.get("status") or {}).get("phase") == status]
-        bodies.sort(key=_submission_order, reverse=True)
-        offset = int(kwargs.get("offset") or 0)
-        limit = kwargs.get("limit")
-        bodies = bodies[offset : offset + int(limit) if limit else None]
+        bodies.sort(key=_job_order, reverse=True)
+        bodies = bodies[offset : offset + limit if limit else None]
         for body in bodies:
             self._names[body["metadata"]["uid"]] = body["metadata"]["name"]
         return [Job(b["metadata"]["uid"], job_service=self) for b in bodies]
+
+    def delete_job(self, job_id: str) -> str:
+        """Delete a job for good: a live one's ServerlessJob (its finalizer removes what it
+        made), an archived one's history (its row, result and logs)."""
+        body = self._require_job(job_id)
+        try:
+            if (body.get("status") or {}).get("archivedAt") and self._history.served():
+                self._history.delete(job_id)
+            else:
+                self._custom.delete_namespaced_custom_object(
+                    c.GROUP, c.VERSION, self.namespace, c.JOB_PLURAL, body["metadata"]["name"]
+                )
+        except ApiException as exc:
+            if exc.status == 409:  # archived but not deleted yet: its ServerlessJob, then
+                self._custom.delete_namespaced_custom_object(
+                    c.GROUP, c.VERSION, self.namespace, c.JOB_PLURAL, body["metadata"]["name"]
+                )
+            else:
+                raise _api_error(exc, "delete the job", self.namespace) from exc
+        self._names.pop(job_id, None)
+        return "Job has been deleted."
 
     def job(self, job_id: str) -> Job | None:
         return Job(job_id, job_service=self) if self._job_body(job_id) else None
@@ -625,17 +676,28 @@ class KubernetesClient(BaseClient):
             raise _api_error(exc, "stop the job", self.namespace) from exc
         return STOPPED
 
+    def _archived_output(self, body: dict[str, Any], which: str) -> str | None:
+        try:
+            return self._history.output(body["metadata"]["uid"], which)
+        except ApiException as exc:
+            raise _api_error(exc, f"read the archived job's {which}", self.namespace) from exc
+
     def result(self, job_id: str) -> Any:
         body = self._require_job(job_id)
         status = body.get("status") or {}
         if status.get("phase") == c.JobPhase.ERROR:
             return status.get("message") or "the job failed"
+        if _archived(body):
+            return self._archived_output(body, "result") or "{}"
         return self._fetch(body, "result-url") or "{}"
 
     def logs(self, job_id: str) -> str:
         """The user's logs: while the job runs, as of the last few seconds. For a provider's
         function only its [PUBLIC] lines; tags removed, as Qiskit Serverless shows them."""
-        text = self._fetch(self._require_job(job_id), "logs-url")
+        body = self._require_job(job_id)
+        if _archived(body):
+            return self._archived_output(body, "logs") or NO_LOGS
+        text = self._fetch(body, "logs-url")
         return logsplit.user_view(text, provider_function=False) if text else NO_LOGS
 
     def provider_logs(self, job_id: str) -> str:
@@ -653,6 +715,8 @@ class KubernetesClient(BaseClient):
             raise QiskitServerlessException(
                 f"job {job_id} is not of a provider's function: it has no provider logs"
             )
+        if _archived(body):
+            return self._archived_output(body, "providerlogs") or NO_LOGS
         text = self._fetch(body, "logs-url", jobspec.provider_secret_name(name))
         return text if text else NO_LOGS
 
@@ -708,13 +772,14 @@ def _check_against_schema(function: RunnableQiskitFunction, encoded: str) -> Non
         ) from exc
 
 
-def _submission_order(body: dict[str, Any]) -> tuple[str, float, str]:
-    meta = body["metadata"]
-    try:
-        submitted = float((meta.get("annotations") or {}).get(SUBMITTED_AT, 0))
-    except ValueError:
-        submitted = 0.0
-    return meta["creationTimestamp"], submitted, meta["name"]
+def _job_order(body: dict[str, Any]) -> tuple[float, str]:
+    """The one job order (constants.job_order), as the REST API and history API list."""
+    return c.job_order(submitted_at(body), body["metadata"]["uid"])
+
+
+def _archived(body: dict[str, Any]) -> bool:
+    """In the archive: its read-link Secrets may be gone, the history API reads it."""
+    return bool((body.get("status") or {}).get("archivedAt"))
 
 
 def _connect(kubeconfig: str | None, context: str | None) -> tuple[k8s.ApiClient, str]:

@@ -15,6 +15,7 @@ import os
 import signal
 import ssl
 import sys
+from typing import Any
 
 from aiohttp import web
 from lightkube import AsyncClient
@@ -23,6 +24,7 @@ from .. import logsetup
 from ..config import ConfigError
 from ..kube import Kube
 from . import app as gateway_app
+from . import history_api, live
 from .config import GatewayConfig
 
 log = logging.getLogger("qiskit_serverless_operator.gateway")
@@ -56,8 +58,52 @@ async def _reload_certificates(config: GatewayConfig, context: ssl.SSLContext) -
             log.warning("TLS certificate not reloaded (keeping the current one): %s", exc)
 
 
+async def _open_archive(config: GatewayConfig, gateway: Any) -> None:
+    """The job archive, read-only here; a database that is down now is retried per request."""
+    from ..archive.errors import ArchiveUnavailable
+    from ..archive.store import Archive
+
+    assert config.archive_dsn
+    archive = Archive(config.archive_dsn, max_size=4, timeout=5.0)
+    await archive.open()
+    try:
+        await archive.migrate()  # idempotent; the operator does the same
+    except ArchiveUnavailable as exc:
+        log.warning("job archive: %s (archived jobs are unavailable until it answers)", exc)
+    gateway.history.archive = archive
+
+
+async def _serve_history(config: GatewayConfig, gateway: Any) -> web.AppRunner | None:
+    """The history API for the API server's front proxy (history_api.py), when there is a
+    certificate to serve it with and the cluster is set up as an aggregation front proxy."""
+    if not config.history_port or not config.tls_cert or not config.tls_key:
+        return None
+    settings = await history_api.front_proxy_settings(gateway)
+    if settings is None:
+        log.warning(
+            "the API server publishes no requestheader CA (%s/%s): the history API is not "
+            "served (kubectl get serverlessjobrecords and the SDK's archived jobs need it)",
+            *history_api.AUTH_CONFIGMAP,
+        )
+        return None
+    client_ca, proxy = settings
+    runner = web.AppRunner(history_api.app(gateway, proxy), access_log=None)
+    await runner.setup()
+    context = history_api.tls_context(config.tls_cert, config.tls_key, client_ca)
+    await web.TCPSite(runner, config.bind, config.history_port, ssl_context=context).start()
+    log.info("history API on https://%s:%d (front proxy only)", config.bind, config.history_port)
+    return runner
+
+
 async def serve(config: GatewayConfig) -> None:
     gateway = gateway_app.build(config, Kube(AsyncClient(field_manager=FIELD_MANAGER)))
+    stopping = False
+    # The watch cache of live jobs: every job read starts there (live.py).
+    follower = asyncio.create_task(
+        live.follow(gateway.kube, gateway.history.live, lambda: stopping)
+    )
+    if config.archive_dsn:
+        await _open_archive(config, gateway)
     api = web.AppRunner(gateway_app.api(gateway), access_log=None)
     health = web.AppRunner(gateway_app.health(gateway), access_log=None)
     await api.setup()
@@ -65,6 +111,7 @@ async def serve(config: GatewayConfig) -> None:
     context = tls_context(config)
     await web.TCPSite(api, config.bind, config.port, ssl_context=context).start()
     await web.TCPSite(health, config.health_bind, config.health_port).start()
+    history = await _serve_history(config, gateway)
     scheme = "https" if context else "http"
     log.info(
         "REST gateway on %s://%s:%d (health and metrics on http://%s:%d)",
@@ -89,6 +136,14 @@ async def serve(config: GatewayConfig) -> None:
             await reloader
     await api.cleanup()
     await health.cleanup()
+    if history is not None:
+        await history.cleanup()
+    stopping = True
+    follower.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await follower
+    if gateway.history.archive is not None:
+        await gateway.history.archive.close()
 
 
 def main(argv: list[str] | None = None) -> int:

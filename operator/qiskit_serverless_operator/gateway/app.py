@@ -96,7 +96,12 @@ def health(gateway: Gateway) -> web.Application:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        """Ready when the API server answers (every request needs it)."""
+        """Ready when the API server answers (every request needs it) and the watch cache of
+        live jobs holds its first listing (before it, every job would read as unknown)."""
+        if not gateway.history.live.synced.is_set():
+            return web.json_response(
+                {"status": "not ready", "message": "listing the live jobs"}, status=503
+            )
         if time.monotonic() - checked["at"] > READY_CACHE_SECONDS:
             try:
                 async for _qf in gateway.kube.client.list(

@@ -31,6 +31,12 @@ class GatewayConfig:
     access_cache_seconds: int = 10
     # Jobs' logs above this are cut to the tail (the operator's QSO_MAX_LOG_BYTES).
     max_log_bytes: int = 50 * 1024 * 1024
+    # Job history (the operator's QSO_ARCHIVE_DSN): archived jobs are read from it.
+    archive_dsn: str | None = field(default=None, repr=False)
+    # The history API (history_api.py) the Kubernetes API server proxies to (an APIService):
+    # TLS with the same certificate, client certificates of the API server's front proxy.
+    # 0: not served.
+    history_port: int = 8444
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> GatewayConfig:
@@ -55,6 +61,8 @@ class GatewayConfig:
             token_cache_seconds=int_setting(env, "QSO_GATEWAY_TOKEN_CACHE_SECONDS", 60),
             access_cache_seconds=int_setting(env, "QSO_GATEWAY_ACCESS_CACHE_SECONDS", 10),
             max_log_bytes=int_setting(env, "QSO_MAX_LOG_BYTES", 50 * 1024 * 1024),
+            archive_dsn=env.get("QSO_ARCHIVE_DSN") or None,
+            history_port=int_setting(env, "QSO_GATEWAY_HISTORY_PORT", 8444),
         )
         if config.max_upload_bytes < 1:
             raise ConfigError("QSO_GATEWAY_MAX_UPLOAD_BYTES must be positive")

@@ -15,6 +15,8 @@ from lightkube.core.exceptions import ApiError
 
 from .. import constants as c
 from .. import storage
+from ..archive.errors import ArchiveUnavailable
+from ..archive.query import JobQuery, Scope
 from ..constants import JobPhase
 from ..controller import jobspec
 from ..kube import ServerlessJob
@@ -22,11 +24,13 @@ from ..runtime import logsplit
 from . import shapes
 from .auth import Caller
 from .errors import GatewayError, bad_request, forbidden, job_not_found
+from .history import unavailable
 from .state import GATEWAY, Gateway, Routes, query
 
 routes = Routes()
 MESSAGE_STOPPED = "Job has been stopped."
 MESSAGE_TERMINAL = "Job already in terminal state."
+MESSAGE_DELETED = "Job has been deleted."
 DEFAULT_PAGE = 100
 
 
@@ -60,32 +64,43 @@ def _created_after(request: web.Request) -> float | None:
     return moment.timestamp()
 
 
-async def _page(
-    request: web.Request, gw: Gateway, caller: Caller, jobs: list[dict[str, Any]]
-) -> web.Response:
+def _query(request: web.Request, scopes: tuple[Scope, ...]) -> JobQuery:
+    """The listing the request asks for: its filters and page over ``scopes``."""
     status = query(request, "status")
-    if status and status not in shapes.PHASE_OF_STATUS and status != shapes.STOPPING:
-        choices = ", ".join([*shapes.PHASE_OF_STATUS, shapes.STOPPING])
-        raise bad_request(f"'status' must be one of {choices}; got {status!r}")
-    after = _created_after(request)
-    title = query(request, "function")
+    phases: tuple[str, ...] | None = None
+    stop_requested: bool | None = None
+    if status == shapes.STOPPING:
+        # Asked to stop, not ended yet: live jobs only (archived ones have all ended).
+        phases, stop_requested = tuple(p.value for p in shapes.NOT_ENDED), True
+    elif status:
+        if status not in shapes.PHASE_OF_STATUS:
+            choices = ", ".join([*shapes.PHASE_OF_STATUS, shapes.STOPPING])
+            raise bad_request(f"'status' must be one of {choices}; got {status!r}")
+        phase = shapes.PHASE_OF_STATUS[status]
+        phases = (phase.value,)
+        if phase in shapes.NOT_ENDED:
+            stop_requested = False  # a job asked to stop shows as STOPPING instead
     limit = _int(request, "limit", DEFAULT_PAGE)
-    offset = _int(request, "offset", 0)
+    return JobQuery(
+        scopes=scopes,
+        phases=phases,
+        stop_requested=stop_requested,
+        created_after=_created_after(request),
+        limit=limit or None,
+        offset=_int(request, "offset", 0),
+    )
+
+
+async def _page(request: web.Request, gw: Gateway, listing: JobQuery) -> web.Response:
+    """One page, in the real gateway's shape: {count, next, previous, results}."""
+    items, count = await gw.history.page(listing)
+    limit, offset = listing.limit or 0, listing.offset
     functions: dict[tuple[str, str, str | None], dict[str, Any] | None] = {}
-    selected = [
-        sj
-        for sj in jobs
-        if (not status or shapes.job_status(sj) == status)
-        and (after is None or shapes.submitted_at(sj) >= after)
-        and (not title or sj["spec"]["function"] == title)
-    ]
-    selected.sort(key=lambda sj: (shapes.submitted_at(sj), sj["metadata"]["name"]), reverse=True)
-    window = selected[offset : offset + limit] if limit else selected[offset:]
     base = f"{request.scheme}://{request.host}{request.path}"
-    more = bool(limit) and offset + limit < len(selected)
+    more = bool(limit) and offset + limit < count
     return web.json_response(
         {
-            "count": len(selected),
+            "count": count,
             "next": f"{base}?limit={limit}&offset={offset + limit}" if more else None,
             "previous": (
                 f"{base}?limit={limit}&offset={max(0, offset - limit)}"
@@ -93,7 +108,8 @@ async def _page(
                 else None
             ),
             "results": [
-                shapes.job_json(sj, await _function_of(gw, sj, functions)) for sj in window
+                shapes.job_json(key.body, await _function_of(gw, key.body, functions))
+                for key in items
             ],
         }
     )
@@ -111,22 +127,24 @@ async def _function_of(
 @routes.get("/api/{version}/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
     """The caller's own jobs (those they submitted), newest first, as the real gateway lists
-    its author's."""
+    its author's. A program's tasks (distribute_task) are parts of its job, not jobs of their
+    own (as Ray's tasks were not): they are left out."""
     gw = _gateway(request)
     caller = await gw.caller(request)
     await gw.authority.require(caller, "list", "serverlessjobs")
     provider = query(request, "provider")
     title = query(request, "function")
+    scope = Scope(namespace=caller.namespace, user=caller.user)
     if title:
-        await gw.require_function(caller.namespace, title, provider)
-    # A program's tasks (distribute_task) are parts of its job, not jobs of their own (as
-    # Ray's tasks were not): the REST API lists the jobs users submitted.
-    own = [
-        sj
-        for sj in await gw.jobs(caller.namespace)
-        if jobspec.job_user(sj) == caller.user and not sj["spec"].get("task")
-    ]
-    return await _page(request, gw, caller, own)
+        qf = await gw.require_function(caller.namespace, title, provider)
+        catalog = qf["metadata"]["namespace"] != caller.namespace
+        scope = Scope(
+            namespace=caller.namespace,
+            user=caller.user,
+            function=title,
+            provider=qf["spec"].get("provider") if catalog else "",
+        )
+    return await _page(request, gw, _query(request, (scope,)))
 
 
 @routes.get("/api/{version}/jobs/provider")
@@ -157,26 +175,19 @@ async def list_provider_jobs(request: web.Request) -> web.Response:
             namespace=qf["metadata"]["namespace"],
         )
     here = caller.namespace
-    local = {qf["spec"]["title"] for qf in functions if qf["metadata"]["namespace"] == here}
-    # Catalog functions (in the namespace named after their provider) are run from others:
-    # their jobs are their users', in every namespace.
-    catalog = {
-        qf["spec"]["title"]
-        for qf in functions
-        if qf["metadata"]["namespace"] == qf["spec"].get("provider")
-    }
-    jobs = [
-        sj
-        for sj in await gw.jobs(here)
-        if sj["spec"]["function"] in local and not sj["spec"].get("provider")
-    ]
-    if catalog:
-        jobs += [
-            sj
-            for sj in await gw.jobs("*")
-            if sj["spec"].get("provider") == provider and sj["spec"]["function"] in catalog
-        ]
-    return await _page(request, gw, caller, [sj for sj in jobs if not sj["spec"].get("task")])
+    scopes: list[Scope] = []
+    for qf in functions:
+        title_of = qf["spec"]["title"]
+        if qf["metadata"]["namespace"] == here:
+            # The namespace's own function: its jobs here name no provider.
+            scopes.append(Scope(namespace=here, function=title_of, provider=""))
+        if qf["metadata"]["namespace"] == qf["spec"].get("provider"):
+            # A catalog function (in the namespace named after its provider) is run from
+            # others: its jobs are its users', in every namespace.
+            scopes.append(Scope(function=title_of, provider=provider))
+    if not scopes:
+        return await _page(request, gw, _query(request, (Scope(namespace="", user=""),)))
+    return await _page(request, gw, _query(request, tuple(scopes)))
 
 
 async def _job(
@@ -224,6 +235,29 @@ async def stop(request: web.Request) -> web.Response:
     except ApiError as exc:
         raise GatewayError(502, f"could not stop the job: {exc.status.message}") from exc
     return web.json_response({"message": MESSAGE_STOPPED})
+
+
+@routes.delete("/api/{version}/jobs/{job_id}")
+async def delete_job(request: web.Request) -> web.Response:
+    """Delete a job for good (an extension of the real gateway's API; our SDK's
+    ``delete_job``): a finished live job's ServerlessJob (its finalizer removes its Secrets,
+    result and logs), or an archived job's row, result and logs. A job that has not ended
+    must be stopped first."""
+    gw, caller, sj = await _job(request, "delete")
+    job_id = request.match_info["job_id"]
+    if shapes.phase(sj) not in c.TERMINAL_JOB_PHASES:
+        raise GatewayError(409, f"Job {job_id} has not ended: stop it first.")
+    archive = gw.history.archive
+    if (sj.get("status") or {}).get("archivedAt") and archive is not None:
+        try:
+            removed = await archive.delete(job_id)
+        except ArchiveUnavailable as exc:
+            raise unavailable(exc) from exc
+        if removed and removed.object_keys:
+            await gw.store.adelete(*removed.object_keys)
+    if gw.history.live.get(job_id) is not None or gw.history.archive is None:
+        await gw.kube.delete(ServerlessJob, sj["metadata"]["name"], caller.namespace)
+    return web.json_response({"message": MESSAGE_DELETED})
 
 
 async def _may_read_outputs(gw: Gateway, caller: Caller, sj: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from .. import constants as c
+from ..archive import rows
 from ..constants import JobPhase
 from ..reports import job_events, runtime_jobs
 
@@ -29,6 +30,7 @@ GATEWAY_STATUS = {
 }
 PHASE_OF_STATUS = {status: phase for phase, status in GATEWAY_STATUS.items()}
 STOPPING = "STOPPING"
+NOT_ENDED = (JobPhase.QUEUED, JobPhase.INITIALIZING, JobPhase.RUNNING)
 
 
 def phase(sj: dict[str, Any]) -> JobPhase:
@@ -43,14 +45,8 @@ def job_status(sj: dict[str, Any]) -> str:
 
 
 def submitted_at(body: dict[str, Any]) -> float:
-    """When it was submitted, to the microsecond when the client said (creationTimestamp
-    has whole seconds)."""
-    meta = body["metadata"]
-    try:
-        return float((meta.get("annotations") or {})[c.ANNOTATION_SUBMITTED_AT])
-    except (KeyError, ValueError):
-        created = meta.get("creationTimestamp") or "1970-01-01T00:00:00Z"
-        return datetime.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+    """When it was submitted (the one rule: archive/rows.py)."""
+    return rows.submitted_at(body)
 
 
 def iso(seconds: float) -> str:

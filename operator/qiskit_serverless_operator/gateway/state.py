@@ -1,9 +1,9 @@
 """What every request handler shares, and the reads of custom resources they all need.
 
-Nothing here is state of its own: the QiskitFunctions, ServerlessJobs and object storage are
-the only state (no database), and every answer is read from them. The one memory is a small
-cache from job id to object name, for jobs this process just created (until the operator has
-written their ``status.jobId``).
+Nothing here is state of its own: the QiskitFunctions, ServerlessJobs, the job archive and
+object storage are the state, and every answer is read from them. Jobs come through
+``history`` (a watch cache of the live ones, the archive for the rest); a small cache from
+job id to object name covers jobs this process just created, until the watch brings them.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from typing import IO, Any
 
 from aiohttp import BodyPartReader, web
 
-from .. import constants as c
 from ..kube import Kube, QiskitFunction, ServerlessJob
 from ..storage import ObjectStore
 from .auth import Authority, Caller
 from .config import GatewayConfig
 from .errors import GatewayError, bad_request, function_not_found, job_not_found, too_large
+from .history import JobHistory
+from .live import LiveJobs
 
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -52,6 +53,7 @@ class Gateway:
     kube: Kube
     store: ObjectStore
     authority: Authority
+    history: JobHistory = field(default_factory=lambda: JobHistory(LiveJobs()))
     _names: OrderedDict[tuple[str, str], str] = field(default_factory=OrderedDict)
 
     async def caller(self, request: web.Request) -> Caller:
@@ -118,36 +120,26 @@ class Gateway:
     # ------------------------------------------------------------------ jobs
 
     async def job(self, namespace: str, job_id: str) -> dict[str, Any] | None:
-        """The job with that id in the namespace (``*``: in any, found by its status only)."""
+        """The job with that id in the namespace (``*``: in any), live or archived: the watch
+        cache's copy or one indexed lookup in the archive, never a listing of jobs."""
         if not _UUID.match(job_id):
-            return None  # never a UID: and never a field selector of the caller's making
-        if namespace == "*":
-            found = await self.kube.list(ServerlessJob, "*", fields={c.JOB_ID_FIELD: job_id})
-            return found[0] if found else None
+            return None  # never a UID: nothing to look up
+        found = await self.history.find(job_id, None if namespace == "*" else namespace)
+        if found is not None:
+            return found.body
         name = self._names.get((namespace, job_id))
         if name:
+            # Created by this replica a moment ago, before its watch event came.
             sj = await self.kube.get(ServerlessJob, name, namespace)
             if sj is not None and sj["metadata"]["uid"] == job_id:
                 return sj
-        found = await self.kube.list(ServerlessJob, namespace, fields={c.JOB_ID_FIELD: job_id})
-        if not found:
-            # Not seen by the operator yet (or from before it wrote jobId): look at them all.
-            found = [
-                sj
-                async for sj in self.kube.each(ServerlessJob, namespace)
-                if sj["metadata"]["uid"] == job_id
-            ]
-        return found[0] if found else None
+        return None
 
     async def require_job(self, namespace: str, job_id: str) -> dict[str, Any]:
         sj = await self.job(namespace, job_id)
         if sj is None:
             raise job_not_found(job_id)
         return sj
-
-    async def jobs(self, namespace: str) -> list[dict[str, Any]]:
-        """The namespace's jobs (``*``: every namespace's)."""
-        return [sj async for sj in self.kube.each(ServerlessJob, namespace)]
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
