@@ -158,6 +158,8 @@ class KubernetesClient(BaseClient):
         super().__init__(host=api_client.configuration.host)
         self._names: dict[str, str] = {}
         self._history = HistoryApi(api_client, self.namespace)
+        # Archived jobs read once (an archived job never changes).
+        self._finished: dict[str, dict[str, Any]] = {}
         self._user: str | None = None
         self._groups: list[str] = []
 
@@ -200,6 +202,11 @@ class KubernetesClient(BaseClient):
             raise QiskitServerlessException(f"no cluster reachable at {self.host}: {exc}") from exc
 
     def _job_body(self, job_id: str) -> dict[str, Any] | None:
+        """The job, read where it is: its ServerlessJob by name when this client knows the
+        name (always current), else the history API (one lookup, live or archived), else,
+        on a cluster without that API, a field-selector listing of the namespace's jobs."""
+        if job_id in self._finished:
+            return self._finished[job_id]  # archived: it never changes again
         name = self._names.get(job_id)
         if name:
             try:
@@ -212,6 +219,19 @@ class KubernetesClient(BaseClient):
                 if exc.status != 404:
                     raise _api_error(exc, "read the job", self.namespace) from exc
         try:
+            if self._history.served():
+                record = self._history.get(job_id)
+                if record is None:
+                    return None
+                body = job_body(record)
+                if _archived(body):
+                    self._finished[job_id] = body
+                else:
+                    self._names[job_id] = body["metadata"]["name"]
+                return body
+        except ApiException as exc:
+            raise _api_error(exc, "read the job's history", self.namespace) from exc
+        try:
             # The operator writes the UID into the job's first status (a selectable field).
             found = self._custom.list_namespaced_custom_object(
                 c.GROUP,
@@ -222,19 +242,8 @@ class KubernetesClient(BaseClient):
             )["items"]
         except ApiException as exc:
             raise _api_error(exc, "list serverlessjobs", self.namespace) from exc
-        for body in found:
-            self._names[body["metadata"]["uid"]] = body["metadata"]["name"]
-            if body["metadata"]["uid"] == job_id:
-                return body
-        try:
-            if self._history.served():
-                # Archived (or too new for its status): the history API has every job.
-                record = self._history.get(job_id)
-                return job_body(record) if record else None
-        except ApiException as exc:
-            raise _api_error(exc, "read the job's history", self.namespace) from exc
-        # No history API: a job the operator has not seen yet has no status; look at them all.
-        for body in self._list(c.JOB_PLURAL):
+        # A job the operator has not seen yet has no status: look through them all.
+        for body in found or self._list(c.JOB_PLURAL):
             self._names[body["metadata"]["uid"]] = body["metadata"]["name"]
             if body["metadata"]["uid"] == job_id:
                 return body
@@ -643,6 +652,7 @@ class KubernetesClient(BaseClient):
             else:
                 raise _api_error(exc, "delete the job", self.namespace) from exc
         self._names.pop(job_id, None)
+        self._finished.pop(job_id, None)
         return "Job has been deleted."
 
     def job(self, job_id: str) -> Job | None:
