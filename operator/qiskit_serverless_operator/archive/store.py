@@ -1,22 +1,23 @@
 """The archive in PostgreSQL: write a finished job once, read jobs by id and by listing.
 
-psycopg 3's async connections from a small pool (the operator writes from one replica at a
-time; each gateway replica reads). Every write is idempotent: archiving a job twice keeps the
+psycopg 3's async connections, a few kept for reuse (the operator writes from one replica at
+a time; each gateway replica reads). Every write is idempotent: archiving a job twice keeps the
 first row, deleting a row twice deletes nothing the second time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from . import schema
 from .errors import ArchiveUnavailable
@@ -154,32 +155,23 @@ class Archive:
     def __init__(self, dsn: str, *, max_size: int = 4, timeout: float = 10.0) -> None:
         self.dsn = dsn
         self.timeout = timeout
-        self._pool = AsyncConnectionPool(
-            dsn,
-            min_size=1,
-            max_size=max_size,
-            open=False,
-            timeout=timeout,
-            kwargs={"connect_timeout": max(1, int(timeout)), "autocommit": True},
-            # A server restarted under us: drop broken connections rather than hand them out.
-            check=AsyncConnectionPool.check_connection,
-        )
+        self._connections = _Connections(dsn, max_size, timeout)
 
     async def open(self, migrate: bool = False) -> None:
-        # wait=False: a database that is down now must not stop the operator from starting.
-        await self._pool.open(wait=False)
+        # Connections are made on first use: a database that is down now must not stop the
+        # operator or the gateway from starting.
         if migrate:
             await self.migrate()
 
     async def close(self) -> None:
-        await self._pool.close()
+        await self._connections.close()
 
     async def migrate(self) -> int:
         async with self._connection() as conn:
             return await schema.migrate(conn)
 
     def _connection(self) -> Any:
-        return _Guarded(self._pool)
+        return _Guarded(self._connections)
 
     # ------------------------------------------------------------------ writes
 
@@ -306,31 +298,72 @@ class Archive:
             extra *= 4
 
 
-class _Guarded:
-    """A pooled connection whose failures come out as ArchiveUnavailable."""
+class _Connections:
+    """A few connections kept for reuse, each checked before it is handed out.
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        self._pool = pool
-        self._cm: Any = None
+    No reconnection schedule of its own (a pool's backoff outlasted a short outage by tens of
+    seconds): every request that finds no good connection makes one, so the first request
+    after the database is back succeeds."""
 
-    async def __aenter__(self) -> Any:
-        import psycopg
-        from psycopg_pool import PoolTimeout
+    def __init__(self, dsn: str, max_size: int, timeout: float) -> None:
+        self.dsn = dsn
+        self.timeout = timeout
+        self._idle: list[psycopg.AsyncConnection] = []
+        self._slots = asyncio.Semaphore(max_size)
 
-        self._cm = self._pool.connection()
+    async def get(self) -> psycopg.AsyncConnection:
         try:
-            return await self._cm.__aenter__()
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+            await asyncio.wait_for(self._slots.acquire(), self.timeout)
+        except TimeoutError as exc:
+            raise ArchiveUnavailable("every archive connection is busy") from exc
+        try:
+            while self._idle:
+                conn = self._idle.pop()
+                try:
+                    await conn.execute("SELECT 1")  # a server restarted since breaks it
+                    return conn
+                except psycopg.Error:
+                    await conn.close()
+            return await psycopg.AsyncConnection.connect(
+                self.dsn, autocommit=True, connect_timeout=max(1, int(self.timeout))
+            )
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def put(self, conn: psycopg.AsyncConnection, healthy: bool) -> None:
+        try:
+            if healthy and not conn.closed and not conn.broken:
+                self._idle.append(conn)
+            else:
+                await conn.close()
+        finally:
+            self._slots.release()
+
+    async def close(self) -> None:
+        while self._idle:
+            await self._idle.pop().close()
+
+
+class _Guarded:
+    """A connection whose failures to reach the database come out as ArchiveUnavailable."""
+
+    def __init__(self, connections: _Connections) -> None:
+        self._connections = connections
+        self._conn: psycopg.AsyncConnection | None = None
+
+    async def __aenter__(self) -> psycopg.AsyncConnection:
+        try:
+            self._conn = await self._connections.get()
+        except psycopg.OperationalError as exc:
             raise ArchiveUnavailable(f"the archive database is unreachable: {exc}") from exc
+        return self._conn
 
     async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> bool:
-        import psycopg
-
-        try:
-            await self._cm.__aexit__(kind, exc, tb)
-        except psycopg.OperationalError as failure:
-            raise ArchiveUnavailable(f"the archive database failed: {failure}") from failure
-        if isinstance(exc, psycopg.OperationalError):
+        assert self._conn is not None
+        failed = isinstance(exc, psycopg.OperationalError)
+        await self._connections.put(self._conn, healthy=exc is None)
+        if failed:
             raise ArchiveUnavailable(f"the archive database failed: {exc}") from exc
         if isinstance(exc, psycopg.errors.UndefinedTable):
             # Nothing has created the tables yet (every component migrates when it can).

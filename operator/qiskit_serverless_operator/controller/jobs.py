@@ -575,8 +575,8 @@ async def restored_copy_of_archived(ctx: Context, sj: dict[str, Any]) -> bool:
     except ArchiveUnavailable as exc:
         # Running it might run it twice: wait for the archive to answer.
         raise kopf.TemporaryError(f"job {earlier} may be archived; {exc}", delay=10) from exc
-    if archived is None:
-        return False
+    if archived is None or archived.namespace != meta["namespace"]:
+        return False  # another namespace's job id is not this one's to claim
     now = now_iso()
     await _write_status(
         ctx,

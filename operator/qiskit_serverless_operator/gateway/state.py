@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from aiohttp import BodyPartReader, web
 
+from .. import constants as c
 from ..kube import Kube, QiskitFunction, ServerlessJob
 from ..storage import ObjectStore
 from .auth import Authority, Caller
@@ -133,7 +134,11 @@ class Gateway:
             sj = await self.kube.get(ServerlessJob, name, namespace)
             if sj is not None and sj["metadata"]["uid"] == job_id:
                 return sj
-        return None
+        # Created a moment ago through another replica or the SDK, before this replica's
+        # watch brought it: the API server filters its own cache (the id is in the job's
+        # first status), the answer holds at most the one job.
+        found = await self.kube.list(ServerlessJob, namespace, fields={c.JOB_ID_FIELD: job_id})
+        return found[0] if found else None
 
     async def require_job(self, namespace: str, job_id: str) -> dict[str, Any]:
         sj = await self.job(namespace, job_id)
