@@ -2,7 +2,8 @@
 
     .venv/bin/python -m tests.cluster up
     .venv/bin/python benchmarks/history.py [--live 10000] [--archived 1000000]
-        [--requests 200] [--kept 5000,10000] [--base 1d0769e] [--real 20]
+        [--requests 200] [--before-requests 30] [--kept 5000,10000] [--base 1d0769e]
+        [--real 20]
 
 One run, everything measured side by side (ratios compare across machines, times do not):
 
@@ -69,6 +70,7 @@ from tests.kube import kubectl, wait_until  # noqa: E402
 USER_SA = "bench"
 SOURCE = "from qiskit_serverless import save_result\nprint('tiny')\nsave_result({'ok': True})\n"
 T0 = 1_700_000_000.0  # archived rows are older than every live job
+CA: list[str] = []  # the cluster CA's file, once known
 
 
 # --------------------------------------------------------------------------- set-up
@@ -288,7 +290,9 @@ print(json.dumps(samples))
 
 def timed(spec: dict[str, Any], package: Path = REPO / "operator") -> list[float]:
     """Milliseconds per call, from a client process of its own (``package``: whose SDK)."""
-    env = {**os.environ, "PYTHONPATH": str(package)}
+    # The gateway's certificate is the cluster CA's (only the client trusts it: pip, in the
+    # benchmark's own process, must keep trusting the package index).
+    env = {**os.environ, "PYTHONPATH": str(package), "REQUESTS_CA_BUNDLE": CA[0]}
     out = subprocess.run(
         [sys.executable, "-c", TIMER, json.dumps({"warmup": 5, **spec})],
         env=env,
@@ -448,9 +452,16 @@ def operator_start(cluster: dict[str, Any], dsn: str, namespace: str, label: str
 def real_jobs(ctx: dict[str, Any], count: int) -> list[str]:
     from qiskit_serverless import ServerlessClient
 
-    rest = ServerlessClient(host=ctx["gateway"], token=ctx["token"], instance=ctx["namespace"])
-    fn = rest.function("tiny")
-    jobs = [fn.run() for _ in range(count)]
+    os.environ["REQUESTS_CA_BUNDLE"] = ctx["ca"]
+    try:
+        rest = ServerlessClient(host=ctx["gateway"], token=ctx["token"], instance=ctx["namespace"])
+        jobs = [rest.function("tiny").run() for _ in range(count)]
+        return _finished(jobs)
+    finally:
+        os.environ.pop("REQUESTS_CA_BUNDLE", None)
+
+
+def _finished(jobs: list[Any]) -> list[str]:
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         if all(j.status() in ("DONE", "ERROR", "CANCELED") for j in jobs):
@@ -594,6 +605,9 @@ def main() -> int:
     parser.add_argument("--live", type=int, default=10_000)
     parser.add_argument("--archived", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument(
+        "--before-requests", type=int, default=30, help="the earlier code's (seconds each)"
+    )
     parser.add_argument("--kept", default="5000,10000", help="the earlier code's job counts")
     parser.add_argument("--base", default="1d0769e", help="the commit before the archive")
     parser.add_argument("--real", type=int, default=20, help="jobs that really run")
@@ -608,6 +622,7 @@ def main() -> int:
             token = service_account_token(admin, namespace, USER_SA)
             user = token_client(admin, token)
             user_name = f"system:serviceaccount:{namespace}:{USER_SA}"
+            CA.append(cluster["ca"])
             ctx = {
                 "gateway": cluster["gateway"],
                 "token": token,
@@ -615,7 +630,6 @@ def main() -> int:
                 "server": admin.configuration.host,
                 "ca": cluster["ca"],
             }
-            os.environ["REQUESTS_CA_BUNDLE"] = cluster["ca"]
             make_function(client.CustomObjectsApi(admin), namespace)
             made = 0
             live_ids: list[str] = []
@@ -628,7 +642,7 @@ def main() -> int:
                     made = target
                 if target in kept_steps:
                     time.sleep(5)  # the watch caches catch up
-                    before[target] = before_reads(ctx, tree, args.requests)
+                    before[target] = before_reads(ctx, tree, args.before_requests)
             gateway.terminate()
             gateway = None
             live_id = live_ids[len(live_ids) // 2]

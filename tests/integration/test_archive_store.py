@@ -96,6 +96,14 @@ def test_archive_reads_counts_and_deletes(dsn: str) -> None:
         live = [JobKey.of(job(40), "alice"), JobKey.of(job(29), "alice")]
         merged = await archive.page(JobQuery(scopes=(alice,), limit=4), live)
         assert numbers(merged) == [40, 30, 29, 28]
+        # Enough live jobs for the page: only archived rows newer than the last one count.
+        assert numbers(await archive.page(JobQuery(scopes=(alice,), limit=2), live)) == [40, 30]
+        newer = [JobKey.of(job(n), "alice") for n in (50, 49, 48)]
+        assert numbers(await archive.page(JobQuery(scopes=(alice,), limit=3), newer)) == [
+            50,
+            49,
+            48,
+        ]
 
         found = await archive.get(row(7).job_id)
         assert found is not None and found.phase == "DONE"

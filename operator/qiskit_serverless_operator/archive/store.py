@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from . import schema
 from .errors import ArchiveUnavailable
-from .query import JobKey, JobQuery, Scope, merge, newest_first
+from .query import DUPLICATE_SLACK, JobKey, JobQuery, Scope, merge, newest_first
 from .rows import ArchivedJob
 
 log = logging.getLogger(__name__)
@@ -126,10 +126,21 @@ def _where(filters: list[sql.Composable]) -> sql.Composable:
     return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(filters)
 
 
-def listing_sql(query: JobQuery, scope: Scope, limit: int | None) -> sql.Composed:
-    """The newest ``limit`` archived jobs of one scope (one index scan, read backwards)."""
+def listing_sql(
+    query: JobQuery, scope: Scope, limit: int | None, newer_than: tuple[float, str] | None = None
+) -> sql.Composed:
+    """The newest ``limit`` archived jobs of one scope (one index scan, read backwards), only
+    those newer than ``newer_than`` when given."""
+    filters = _scope_filters(scope) + _common_filters(query)
+    if newer_than is not None:
+        moment = datetime.datetime.fromtimestamp(newer_than[0], datetime.UTC)
+        filters.append(
+            sql.SQL("(submitted_at, job_id) > ({}, {})").format(
+                sql.Literal(moment), sql.Literal(newer_than[1])
+            )
+        )
     statement = sql.SQL("SELECT {} FROM qso_jobs{} ORDER BY submitted_at DESC, job_id DESC").format(
-        sql.SQL(_KEY_COLUMNS), _where(_scope_filters(scope) + _common_filters(query))
+        sql.SQL(_KEY_COLUMNS), _where(filters)
     )
     if limit is not None:
         statement += sql.SQL(" LIMIT {}").format(sql.Literal(limit))
@@ -256,15 +267,17 @@ class Archive:
             cur = await conn.execute("SELECT 1 FROM qso_jobs WHERE job_id = %s", (job_id,))
             return await cur.fetchone() is not None
 
-    async def newest(self, query: JobQuery, limit: int | None) -> tuple[list[JobKey], bool]:
-        """The newest ``limit`` archived jobs of the query over all its scopes, and whether
-        that is all there are."""
+    async def newest(
+        self, query: JobQuery, limit: int | None, newer_than: tuple[float, str] | None = None
+    ) -> tuple[list[JobKey], bool]:
+        """The newest ``limit`` archived jobs of the query over all its scopes (newer than
+        ``newer_than`` if given), and whether that is all there are."""
         found: list[JobKey] = []
         exhausted = True
         async with self._connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             for scope in query.scopes:
-                await cur.execute(listing_sql(query, scope, limit))
+                await cur.execute(listing_sql(query, scope, limit, newer_than))
                 rows = await cur.fetchall()
                 if limit is not None and len(rows) == limit:
                     exhausted = False
@@ -287,11 +300,14 @@ class Archive:
     async def page(self, query: JobQuery, live: list[JobKey]) -> list[JobKey]:
         """One page of ``query``: the matching ``live`` jobs (newest first) merged with the
         archived ones, each job once."""
-        extra = 16
+        extra = DUPLICATE_SLACK
+        window = query.window()
+        # Enough live jobs to fill the page: only archived ones newer than the last of them
+        # can enter it (for the newest pages, usually none: one empty index range).
+        floor = live[window - 1].order if window is not None and len(live) >= window else None
         while True:
-            window = query.window()
             limit = None if window is None else window + extra
-            archived, exhausted = await self.newest(query, limit)
+            archived, exhausted = await self.newest(query, limit, newer_than=floor)
             page = merge(query, live, archived, exhausted)
             if page is not None:
                 return page

@@ -89,7 +89,7 @@ async def _open_archive(ctx: Context) -> None:
     from ..archive.store import Archive
 
     assert ctx.config.archive_dsn
-    ctx.archive = Archive(ctx.config.archive_dsn, max_size=2, timeout=5.0)
+    ctx.archive = Archive(ctx.config.archive_dsn, max_size=8, timeout=5.0)
     await ctx.archive.open()
     try:
         await ctx.archive.migrate()

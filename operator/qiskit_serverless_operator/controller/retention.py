@@ -18,6 +18,7 @@ A job's tasks (distribute_task) are parts of it: they are deleted with it, never
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import time
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 # several looks instead of holding the loop for minutes).
 INTERVAL_SECONDS = 2.0
 BATCH = 100
+# Jobs moved at once within a look (each is a few round trips to the API and the archive).
+AT_ONCE = 8
 # Archived jobs' stored objects past their retention are looked for this often.
 OBJECTS_INTERVAL_SECONDS = 60.0
 TERMINAL = frozenset(p.value for p in c.TERMINAL_JOB_PHASES)
@@ -154,16 +157,23 @@ async def sweep(ctx: Context, health: Health, now: float | None = None) -> int:
             await _report(ctx, health, False, str(exc), len(ready))
             return 0
     deleted = 0
-    for rec in ready[:BATCH]:
-        try:
-            if await _archive_then_delete(ctx, archive, rec) == "deleted":
-                deleted += 1
-        except ArchiveUnavailable as exc:
-            ARCHIVE_ERRORS.labels("archive").inc()
-            await _report(ctx, health, False, str(exc), len(ready) - deleted)
+    batch = ready[:BATCH]
+    for start in range(0, len(batch), AT_ONCE):
+        group = batch[start : start + AT_ONCE]
+        outcomes = await asyncio.gather(
+            *(_archive_then_delete(ctx, archive, rec) for rec in group), return_exceptions=True
+        )
+        deleted += outcomes.count("deleted")
+        for rec, outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, ApiError):
+                log.warning("retention of job %s/%s: %s", rec.namespace, rec.name, outcome)
+            elif isinstance(outcome, BaseException) and not isinstance(outcome, ArchiveUnavailable):
+                raise outcome
+        unavailable = [o for o in outcomes if isinstance(o, ArchiveUnavailable)]
+        if unavailable:
+            ARCHIVE_ERRORS.labels("archive").inc(len(unavailable))
+            await _report(ctx, health, False, str(unavailable[0]), len(ready) - deleted)
             return deleted
-        except ApiError as exc:
-            log.warning("retention of job %s/%s: %s", rec.namespace, rec.name, exc)
     if archive is not None:
         await _report(ctx, health, True, "the archive accepts jobs", len(ready) - deleted)
     return deleted

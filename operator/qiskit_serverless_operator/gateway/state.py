@@ -8,8 +8,10 @@ job id to object name covers jobs this process just created, until the watch bri
 
 from __future__ import annotations
 
+import asyncio
 import re
 import tempfile
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -31,6 +33,9 @@ FORM_FIELD_LIMIT = 2 * 1024 * 1024
 # How much of an oversized upload is read (and dropped) so the client sees the 413.
 DRAIN_LIMIT = 64 * 1024 * 1024  # a text field of a multipart form (the real: 2.5 MB)
 NAMES_KEPT = 10_000
+# How long an id found nowhere waits for the watch cache: a job made a moment ago through
+# another replica, before the operator wrote its first status (the watch brings it in ms).
+NEW_JOB_WAIT_SECONDS = 0.5
 
 
 class Routes(web.RouteTableDef):
@@ -138,7 +143,16 @@ class Gateway:
         # watch brought it: the API server filters its own cache (the id is in the job's
         # first status), the answer holds at most the one job.
         found = await self.kube.list(ServerlessJob, namespace, fields={c.JOB_ID_FIELD: job_id})
-        return found[0] if found else None
+        if found:
+            return found[0]
+        # So new the operator has not written its status yet: its watch event is due.
+        deadline = time.monotonic() + NEW_JOB_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            key = self.history.live.get(job_id)
+            if key is not None and (namespace == "*" or key.namespace == namespace):
+                return key.body
+        return None
 
     async def require_job(self, namespace: str, job_id: str) -> dict[str, Any]:
         sj = await self.job(namespace, job_id)
