@@ -98,7 +98,10 @@ class FrontProxy:
         subject = dict(pair[0] for pair in cert.get("subject", ()))
         if self.allowed_names and subject.get("commonName") not in self.allowed_names:
             raise ApiFailure(401, "Unauthorized", "this client may not act as the front proxy")
-        user = next(request.headers[h] for h in self.username_headers if h in request.headers)
+        names = [request.headers[h] for h in self.username_headers if h in request.headers]
+        if not names or not names[0]:
+            raise ApiFailure(401, "Unauthorized", "the front proxy named no user")
+        user = names[0]
         groups = tuple(g for h in self.group_headers for g in request.headers.getall(h, []))
         extra: dict[str, list[str]] = {}
         for header, value in request.headers.items():
@@ -124,8 +127,6 @@ async def _statuses(request: web.Request, handler: Any) -> web.StreamResponse:
         return await handler(request)
     except ApiFailure as exc:
         return status_error(exc.code, exc.reason, exc.message)
-    except StopIteration:
-        return status_error(401, "Unauthorized", "the front proxy named no user")
     except GatewayError as exc:
         reason = {403: "Forbidden", 404: "NotFound", 400: "BadRequest"}.get(
             exc.status, "ServiceUnavailable"
