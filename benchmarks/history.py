@@ -278,18 +278,24 @@ else:
         call = lambda: fresh().status(spec["job_id"])
 import qiskit_serverless_operator
 print(qiskit_serverless_operator.__file__, file=sys.stderr)
+# Several ids take turns, so that a machine getting busier weighs on each alike.
+ids = spec.get("job_ids") or [None]
+samples = {str(i): [] for i in ids}
 for i in range(spec["warmup"] + spec["requests"]):
-    started = time.perf_counter()
-    out = call()
-    if i >= spec["warmup"]:
-        samples.append((time.perf_counter() - started) * 1000)
-assert out, "an empty answer"
+    for job_id in ids:
+        spec["job_id"] = job_id
+        started = time.perf_counter()
+        out = call()
+        if i >= spec["warmup"]:
+            samples[str(job_id)].append((time.perf_counter() - started) * 1000)
+        assert out, "an empty answer"
 print(json.dumps(samples))
 """
 
 
-def timed(spec: dict[str, Any], package: Path = REPO / "operator") -> list[float]:
-    """Milliseconds per call, from a client process of its own (``package``: whose SDK)."""
+def timed(spec: dict[str, Any], package: Path = REPO / "operator") -> dict[str, list[float]]:
+    """Milliseconds per call, from a client process of its own (``package``: whose SDK), per
+    job id (``job_ids``, taking turns), or under "None"."""
     # The gateway's certificate is the cluster CA's (only the client trusts it: pip, in the
     # benchmark's own process, must keep trusting the package index).
     env = {**os.environ, "PYTHONPATH": str(package), "REQUESTS_CA_BUNDLE": CA[0]}
@@ -323,16 +329,38 @@ def reads(ctx: dict[str, Any], requests: int, live_id: str, archived_id: str | N
         "namespace": ctx["namespace"],
         "requests": requests,
     }
+    wait_quiet()
     found = {
-        "rest jobs(limit=10)": timed({**rest, "what": "jobs"}),
-        "sdk jobs(limit=10)": timed({**sdk, "what": "jobs"}),
-        "rest job(id) live": timed({**rest, "what": "job", "job_id": live_id}),
-        "sdk status(id) live": timed({**sdk, "what": "job", "job_id": live_id}),
+        "rest jobs(limit=10)": timed({**rest, "what": "jobs"})["None"],
+        "sdk jobs(limit=10)": timed({**sdk, "what": "jobs"})["None"],
     }
-    if archived_id:
-        found["rest job(id) archived"] = timed({**rest, "what": "job", "job_id": archived_id})
-        found["sdk status(id) archived"] = timed({**sdk, "what": "job", "job_id": archived_id})
+    ids = [live_id, *([archived_id] if archived_id else [])]
+    for kind, spec in (("rest job(id)", rest), ("sdk status(id)", sdk)):
+        by_id = timed({**spec, "what": "job", "job_ids": ids})
+        found[f"{kind} live"] = by_id[live_id]
+        if archived_id:
+            found[f"{kind} archived"] = by_id[archived_id]
     return found
+
+
+def wait_quiet(timeout: float = 300.0) -> None:
+    """Until the machine's CPU stays under half a core for 5 s: the operator done
+    with what the set-up gave it to do, so that it weighs on no measurement."""
+    cores = os.cpu_count() or 1
+
+    def busy() -> tuple[float, float]:
+        ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = ticks[3] + ticks[4]
+        return sum(ticks) - idle, sum(ticks)
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        used0, all0 = busy()
+        time.sleep(5)
+        used1, all1 = busy()
+        if (used1 - used0) / max(1, all1 - all0) * cores < 0.5:
+            return
+    print("the machine did not go quiet; measuring anyway", flush=True)
 
 
 # --------------------------------------------------------------------------- the code before
@@ -399,9 +427,10 @@ def before_reads(ctx: dict[str, Any], tree: Path, requests: int) -> dict[str, li
         "requests": requests,
         "what": "jobs",
     }
+    wait_quiet()
     return {
-        "rest jobs(limit=10)": timed(rest, tree / "operator"),
-        "sdk jobs(limit=10)": timed(sdk, tree / "operator"),
+        "rest jobs(limit=10)": timed(rest, tree / "operator")["None"],
+        "sdk jobs(limit=10)": timed(sdk, tree / "operator")["None"],
     }
 
 
@@ -647,12 +676,17 @@ def main() -> int:
             gateway = None
             live_id = live_ids[len(live_ids) // 2]
             empty = reads(ctx, args.requests, live_id, None)
+            # The first operator to see the new jobs does their first-look work (the
+            # in-cluster one, paused meanwhile, too): once, before either measured start.
+            operator_start(cluster, dsn, namespace, "warm-up")
+            wait_quiet()
             op_empty = operator_start(cluster, dsn, namespace, "empty")
             print(f"loading {args.archived} archived rows ...", flush=True)
             load_seconds = bulk_archive(dsn, namespace, user_name, args.archived)
             print(f"loaded in {load_seconds:.0f} s", flush=True)
             archived_id = str(uuid.UUID(int=args.archived // 2, version=4))
             full = reads(ctx, args.requests, live_id, archived_id)
+            wait_quiet()
             op_full = operator_start(cluster, dsn, namespace, "full")
             real = real_jobs(ctx, args.real) if args.real else []
             writes = drain(cluster, admin, namespace, made + len(real))
