@@ -90,24 +90,32 @@ DEFAULT_TTL_AFTER_FAILURE = 24 * 3600
 
 @dataclass(frozen=True)
 class S3Settings:
-    endpoint: str
+    """Where results and logs live. No keys: boto3's own credential chain (workload identity:
+    IRSA, a pod identity agent, an instance profile); no endpoint: AWS's own."""
+
+    endpoint: str | None
     bucket: str
-    access_key: str = field(repr=False)
-    secret_key: str = field(repr=False)
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
     region: str = "us-east-1"
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> S3Settings:
+        keys = (env.get("QSO_S3_ACCESS_KEY") or None, env.get("QSO_S3_SECRET_KEY") or None)
+        if bool(keys[0]) != bool(keys[1]):
+            raise ConfigError(
+                "set both QSO_S3_ACCESS_KEY and QSO_S3_SECRET_KEY, or neither (workload identity)"
+            )
         return cls(
-            endpoint=env["QSO_S3_ENDPOINT"],
+            endpoint=env.get("QSO_S3_ENDPOINT") or None,
             bucket=env["QSO_S3_BUCKET"],
-            access_key=env["QSO_S3_ACCESS_KEY"],
-            secret_key=env["QSO_S3_SECRET_KEY"],
+            access_key=keys[0],
+            secret_key=keys[1],
             region=env.get("QSO_S3_REGION", "us-east-1"),
         )
 
 
-S3_REQUIRED = ("QSO_S3_ENDPOINT", "QSO_S3_BUCKET", "QSO_S3_ACCESS_KEY", "QSO_S3_SECRET_KEY")
+S3_REQUIRED = ("QSO_S3_BUCKET",)
 
 
 def require(env: dict[str, str], names: tuple[str, ...]) -> None:

@@ -44,6 +44,20 @@ ARCHIVE_BACKLOG = Gauge(
 )
 
 
+# Monitoring (manifests/monitoring/prometheusrule.yaml alerts on these).
+BUILDS = PromCounter(
+    "qso_function_builds_total", "Function image builds that ended, by result", ["result"]
+)
+RECONCILE_ERRORS = PromCounter(
+    "qso_reconcile_errors_total",
+    "Handler runs that failed on an unexpected error (kopf retries them)",
+    ["kind"],
+)
+S3_ERRORS = PromCounter("qso_s3_errors_total", "Object storage requests that failed", ["operation"])
+ACTIVE = Gauge("qso_operator_active", "1 in the replica that acts (kopf peering), 0 in a standby")
+_oldest_wait: Callable[[], float] = lambda: 0.0  # noqa: E731
+
+
 class _PhaseCollector(Collector):
     def collect(self):  # type: ignore[override]
         gauge = GaugeMetricFamily("qso_jobs", "ServerlessJobs by phase", labels=["phase"])
@@ -51,6 +65,11 @@ class _PhaseCollector(Collector):
         for phase in JobPhase:
             gauge.add_metric([phase.value], counts.get(phase.value, 0))
         yield gauge
+        yield GaugeMetricFamily(
+            "qso_queue_oldest_wait_seconds",
+            "How long the longest-waiting job ready to run has waited for admission",
+            value=_oldest_wait(),
+        )
 
 
 def transition(body: dict[str, Any], phase: str) -> None:
@@ -65,10 +84,16 @@ def transition(body: dict[str, Any], phase: str) -> None:
 _started = False
 
 
-def serve(port: int, addr: str, phases: Callable[[], Iterable[str | None]]) -> None:
-    """Serve /metrics; ``phases`` gives every job's current phase at scrape time."""
-    global _started, _phases
-    _phases = phases
+def serve(
+    port: int,
+    addr: str,
+    phases: Callable[[], Iterable[str | None]],
+    oldest_wait: Callable[[], float] = lambda: 0.0,
+) -> None:
+    """Serve /metrics; ``phases`` gives every job's current phase at scrape time, and
+    ``oldest_wait`` the longest wait for admission."""
+    global _started, _phases, _oldest_wait
+    _phases, _oldest_wait = phases, oldest_wait
     if _started:
         return
     REGISTRY.register(_PhaseCollector())

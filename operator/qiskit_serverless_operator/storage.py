@@ -8,11 +8,15 @@ never share an object and a recreated job (same name, new UID) starts clean.
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from .config import S3Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # SigV4 presigned URLs cannot be valid longer than seven days.
 MAX_URL_SECONDS = 7 * 24 * 3600
@@ -46,6 +50,26 @@ def archive_key(namespace: str, uid: str, sha256: str) -> str:
 
 def build_logs_key(namespace: str, uid: str, tag: str) -> str:
     return f"functions/{namespace}/{uid}/build-{tag}.log"
+
+
+def _counted(operation: str) -> Callable[[F], F]:
+    """Count a failed object storage request (the "not found" answers the methods turn into
+    None are not failures)."""
+
+    def wrap(method: F) -> F:
+        @functools.wraps(method)
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except Exception:
+                from .metrics import S3_ERRORS
+
+                S3_ERRORS.labels(operation).inc()
+                raise
+
+        return counted  # type: ignore[return-value]
+
+    return wrap
 
 
 @dataclass
@@ -84,6 +108,7 @@ class ObjectStore:
             ExpiresIn=max(1, min(seconds, MAX_URL_SECONDS)),
         )
 
+    @_counted("sha256")
     def sha256(self, key: str) -> str | None:
         """SHA-256 of the object (streamed), or None when it does not exist."""
         import hashlib
@@ -108,6 +133,7 @@ class ObjectStore:
             ExpiresIn=max(1, min(seconds, MAX_URL_SECONDS)),
         )
 
+    @_counted("size")
     def size(self, key: str) -> int | None:
         """The object's size, or None when it does not exist."""
         from botocore.exceptions import ClientError
@@ -119,9 +145,11 @@ class ObjectStore:
                 return None
             raise
 
+    @_counted("put")
     def put(self, key: str, data: bytes, content_type: str = "text/plain") -> None:
         self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
+    @_counted("get")
     def get(self, key: str) -> bytes | None:
         from botocore.exceptions import ClientError
 
@@ -132,10 +160,12 @@ class ObjectStore:
                 return None
             raise
 
+    @_counted("delete")
     def delete(self, *keys: str) -> None:
         for key in keys:
             self._client.delete_object(Bucket=self.bucket, Key=key)
 
+    @_counted("list_folder")
     def list_folder(self, prefix: str) -> list[tuple[str, int]]:
         """The objects directly in the folder ``prefix`` (ending in '/'): (name, size),
         sorted; objects in sub-folders are not listed."""
@@ -148,6 +178,7 @@ class ObjectStore:
                     found.append((name, int(item["Size"])))
         return sorted(found)
 
+    @_counted("open")
     def open(self, key: str) -> tuple[Any, int] | None:
         """A streaming body and its size, or None when the object does not exist."""
         from botocore.exceptions import ClientError
@@ -160,6 +191,7 @@ class ObjectStore:
             raise
         return response["Body"], int(response["ContentLength"])
 
+    @_counted("put_file")
     def put_file(self, key: str, handle: Any, content_type: str) -> None:
         """Store an open file (streamed, in parts when large)."""
         self._client.upload_fileobj(

@@ -72,7 +72,12 @@ MODULES = (
 # scripts/test builds them in the background while the other tiers run.
 KUEUE = GoModule("kueue", ("kueue",))
 ARGOCD = GoModule("argocd", ("argocd",), target=".")
-ADDONS = (KUEUE, ARGOCD)
+# Helm for the chart's tests (tests/e2e/helm); `helm version` says the version it was built as.
+HELM_VERSION = "v4.3.2"
+HELM = GoModule(
+    "helm", ("helm",), ldflags=f"-s -w -X helm.sh/helm/v4/internal/version.version={HELM_VERSION}"
+)
+ADDONS = (KUEUE, ARGOCD, HELM)
 
 
 def _go() -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 import kopf
 
-from .. import arguments, storage
+from .. import arguments, metrics, storage
 from .. import constants as c
 from ..constants import FunctionPhase
 from ..kube import ApiError, Job, Pod, QiskitFunction, ServerlessJob
@@ -446,6 +446,13 @@ async def _write_status(
         if exc.status.code == 404:
             return None
         raise
+    if old.get("phase") == FunctionPhase.BUILDING and new["phase"] in (
+        FunctionPhase.READY,
+        FunctionPhase.FAILED,
+    ):
+        metrics.BUILDS.labels(
+            "succeeded" if new["phase"] == FunctionPhase.READY else "failed"
+        ).inc()
     if old.get("phase") != new["phase"] or old.get("sourceDigest") != new["sourceDigest"]:
         kopf.event(
             body,

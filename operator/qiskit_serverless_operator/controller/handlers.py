@@ -7,9 +7,12 @@ cluster afresh; the triggers only decide *when* to look, never *what* to do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import functools
 import logging
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import kopf
@@ -41,6 +44,19 @@ RETRY = 3.0
 OWNED = {c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_JOB: kopf.PRESENT}
 
 
+@contextlib.contextmanager
+def _counted(kind: str) -> Iterator[None]:
+    """Count a handler run that fails on an unexpected error (kopf retries it); waits that
+    say so (kopf.TemporaryError) are not errors."""
+    try:
+        yield
+    except (kopf.TemporaryError, asyncio.CancelledError):
+        raise
+    except Exception:
+        metrics.RECONCILE_ERRORS.labels(kind).inc()
+        raise
+
+
 # What start-up begins and clean-up ends. Not in kopf's memo: kopf gives every object a
 # copy of it, 10,000 copies for 10,000 jobs.
 _running: dict[str, Any] = {}
@@ -58,6 +74,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         cfg.metrics_port,
         cfg.metrics_bind,
         phases=lambda: [record.phase for record in store.all()],
+        oldest_wait=_oldest_wait,
     )
     if cfg.archive_dsn:
         await _open_archive(get_context())
@@ -80,6 +97,18 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 async def peering_deleted(**_: Any) -> None:
     # Without the object no replica can take over from the active one.
     await peering.ensure_peering(get_context().kube, get_context().config.peering)
+
+
+def _oldest_wait() -> float:
+    """Seconds the longest-waiting job ready to run (QUEUED, neither suspended nor held by
+    Kueue nor waiting for its function) has waited."""
+    waiting = [
+        rec.submitted
+        for rec in store.all()
+        if rec.phase == c.JobPhase.QUEUED
+        and rec.reason in (c.QueueReason.PENDING, c.QueueReason.ADMITTED, None)
+    ]
+    return max(0.0, time.time() - min(waiting)) if waiting else 0.0
 
 
 async def _open_archive(ctx: Context) -> None:
@@ -144,7 +173,8 @@ def worth_a_look_on_resume(body: kopf.Body, **_: Any) -> bool:
 @kopf.on.create(c.GROUP, c.VERSION, c.JOB_PLURAL, backoff=RETRY)
 async def job_changed(name: str, namespace: str, body: kopf.Body, **_: Any) -> None:
     # The event's own copy: one read less per new job (10,000 of them in a burst).
-    again = await reconcile_job(namespace, name, body=_plain(body))
+    with _counted("job"):
+        again = await reconcile_job(namespace, name, body=_plain(body))
     if again is not None:
         # Its function does not exist yet: kopf's retry ends the wait (the function's
         # arrival ends it sooner: functions._wake_jobs).
@@ -156,7 +186,8 @@ async def job_spec_event(name: str, namespace: str, type: str, **_: Any) -> None
     if type != "DELETED":
         # Read afresh: the watched copy (watched.py) is kept by job_record, which may run
         # after this handler for the same event, and would not have the new spec yet.
-        await reconcile_job(namespace, name, fresh=True)
+        with _counted("job"):
+            await reconcile_job(namespace, name, fresh=True)
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.JOB_PLURAL, when=lambda body, **_: links_refresh_wanted(body))
@@ -246,7 +277,11 @@ async def admission_loop(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any)
     """The admission loop (scheduler.admission_loop), in the active replica only."""
     if body["metadata"]["name"] != c.QUEUE_NAME:
         return
-    await scheduler.admission_loop(lambda: dict(body), stopped, start=reconcile_job)
+    metrics.ACTIVE.set(1)
+    try:
+        await scheduler.admission_loop(lambda: dict(body), stopped, start=reconcile_job)
+    finally:
+        metrics.ACTIVE.set(0)  # paused (a standby now) or stopping
 
 
 @kopf.daemon(c.GROUP, c.VERSION, c.QUEUE_PLURAL, backoff=1.0, cancellation_timeout=5.0)
@@ -288,7 +323,8 @@ async def safety_net_tick(body: kopf.Body, **_: Any) -> None:
     when=lambda body, **_: needs_cleanup(body),
 )
 async def job_deleted(body: kopf.Body, **_: Any) -> None:
-    await cleanup_job(dict(body))
+    with _counted("job-cleanup"):
+        await cleanup_job(dict(body))
 
 
 # ----------------------------------------------------------------------------- functions
@@ -297,7 +333,8 @@ async def job_deleted(body: kopf.Body, **_: Any) -> None:
 @kopf.on.resume(c.GROUP, c.VERSION, c.FUNCTION_PLURAL, backoff=RETRY)
 @kopf.on.create(c.GROUP, c.VERSION, c.FUNCTION_PLURAL, backoff=RETRY)
 async def function_changed(name: str, namespace: str, **_: Any) -> None:
-    await reconcile_function(namespace, name)
+    with _counted("function"):
+        await reconcile_function(namespace, name)
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.FUNCTION_PLURAL)
@@ -313,7 +350,8 @@ async def function_record(type: str, body: kopf.Body, **_: Any) -> None:
 @kopf.on.event(c.GROUP, c.VERSION, c.FUNCTION_PLURAL, when=spec_not_yet_seen)
 async def function_spec_event(name: str, namespace: str, type: str, **_: Any) -> None:
     if type != "DELETED":
-        await reconcile_function(namespace, name)
+        with _counted("function"):
+            await reconcile_function(namespace, name)
 
 
 @kopf.timer(
