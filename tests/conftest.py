@@ -16,13 +16,13 @@ import pytest
 from tests.kube import api_client, cluster, core, crds, namespace, operator  # noqa: F401
 
 # A folder of that name puts its tests in the tier (e2e/kueue is both e2e and kueue).
-_TIERS = ("unit", "integration", "e2e", "kueue", "gitops", "multinode")
+_TIERS = ("unit", "integration", "e2e", "kueue", "gitops", "helm", "multinode")
 
 
-# Tiers that run a component built for them (Kueue, Argo CD) go last: scripts/test builds
+# Tiers that run a component built for them (Kueue, Argo CD, Helm) go last: scripts/test builds
 # those in the background while the other tiers run. The multi-node tier is the very last:
 # every other test expects the one node.
-_LAST = ("kueue", "gitops", "multinode")
+_LAST = ("kueue", "gitops", "helm", "multinode")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

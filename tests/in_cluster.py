@@ -65,6 +65,10 @@ def installed(cluster: dict[str, Any]) -> Iterator[list[str]]:
         proc.stop()
     namespaces: list[str] = []
     write_local_overlay(cluster)  # `up` did; again in case it ran from another checkout
+    # A namespace still terminating from an earlier uninstall refuses new objects.
+    kubectl(
+        cluster, "wait", "--for=delete", f"namespace/{NAMESPACE}", "--timeout=180s", check=False
+    )
     try:
         applied = kubectl(
             cluster, "apply", "--server-side", "--force-conflicts", "-k", str(OVERLAY)

@@ -96,6 +96,18 @@ def serve(
     _phases, _oldest_wait = phases, oldest_wait
     if _started:
         return
+    # Every series a rule reads starts at 0: Prometheus sees no increase in a series whose
+    # first sample is already 1 (the first failure after a start would go unnoticed).
+    for phase in JobPhase:
+        TRANSITIONS.labels(phase.value)
+    for result in ("succeeded", "failed"):
+        BUILDS.labels(result)
+    for kind in ("job", "job-cleanup", "function"):
+        RECONCILE_ERRORS.labels(kind)
+    for operation in ("migrate", "archive", "objects"):
+        ARCHIVE_ERRORS.labels(operation)
+    for operation in ("sha256", "size", "put", "get", "delete", "list_folder", "open", "put_file"):
+        S3_ERRORS.labels(operation)
     REGISTRY.register(_PhaseCollector())
     start_http_server(port, addr=addr)
     _started = True

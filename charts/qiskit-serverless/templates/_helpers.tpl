@@ -89,6 +89,12 @@ Secrets it reads, security contexts.
 {{- $_ := set $container "args" $args }}
 {{- end }}
 {{- end }}
+{{- if and (eq $component "operator") $ctx.Values.builds.caBundleConfigMap }}
+{{- $_ := set $pod "volumes" (append $pod.volumes (dict "name" "pip-ca" "configMap" (dict "name" $ctx.Values.builds.caBundleConfigMap))) }}
+{{- range $container := $pod.containers }}
+{{- $_ := set $container "volumeMounts" (append $container.volumeMounts (dict "name" "pip-ca" "mountPath" "/etc/qso/pip-ca" "readOnly" true)) }}
+{{- end }}
+{{- end }}
 {{- if eq $component "gateway" }}
 {{- range $volume := $pod.volumes }}
 {{- if eq $volume.name "tls" }}
