@@ -254,8 +254,10 @@ def test_an_unexpected_error_is_a_500_without_details() -> None:
 
 
 def test_configuration_is_checked_by_name() -> None:
-    with pytest.raises(ConfigError, match="QSO_S3_ENDPOINT"):
+    with pytest.raises(ConfigError, match="missing settings: QSO_S3_BUCKET"):
         GatewayConfig.from_env({})
+    with pytest.raises(ConfigError, match="QSO_S3_ACCESS_KEY and QSO_S3_SECRET_KEY"):
+        GatewayConfig.from_env({**REQUIRED, "QSO_S3_SECRET_KEY": ""})
     with pytest.raises(ConfigError, match="QSO_GATEWAY_TLS_CERT and QSO_GATEWAY_TLS_KEY"):
         GatewayConfig.from_env({**REQUIRED, "QSO_GATEWAY_TLS_CERT": "/x"})
     with pytest.raises(ConfigError, match="no file"):
