@@ -171,6 +171,11 @@ class OperatorConfig:
     # and the package index settings passed to pip in build pods. No registry: no builds.
     registry: str | None = None
     registry_insecure: bool = False
+    # kubernetes.io/dockerconfigjson Secrets (``name`` in the operator's namespace, or
+    # ``namespace/name``): build pods push with the first, job and build pods pull with the
+    # second (controller/registry_auth.py). None: the registry needs no credentials.
+    registry_push_secret: str | None = None
+    registry_pull_secret: str | None = None
     builder_image: str | None = None
     pip_index_url: str | None = None
     pip_extra_index_url: str | None = None
@@ -232,6 +237,8 @@ class OperatorConfig:
             namespace=env.get("QSO_NAMESPACE") or None,
             registry=env.get("QSO_REGISTRY") or None,
             registry_insecure=_bool(env, "QSO_REGISTRY_INSECURE", False),
+            registry_push_secret=env.get("QSO_REGISTRY_PUSH_SECRET") or None,
+            registry_pull_secret=env.get("QSO_REGISTRY_PULL_SECRET") or None,
             builder_image=env.get("QSO_BUILDER_IMAGE") or None,
             pip_index_url=env.get("QSO_PIP_INDEX_URL") or None,
             pip_extra_index_url=env.get("QSO_PIP_EXTRA_INDEX_URL") or None,

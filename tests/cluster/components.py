@@ -152,11 +152,11 @@ state = "{root / "state"}"
 """
 
 
-def registry_hosts_toml() -> str:
+def registry_hosts_toml(registry: str = config.REGISTRY) -> str:
     """containerd talks plain HTTP to the local registry (it serves no TLS)."""
-    return f"""server = "http://{config.REGISTRY}"
+    return f"""server = "http://{registry}"
 
-[host."http://{config.REGISTRY}"]
+[host."http://{registry}"]
   capabilities = ["pull", "resolve", "push"]
   skip_verify = true
 """

@@ -35,6 +35,9 @@ ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 KUBELET_PORT = 10250
 REGISTRY_PORT = 5000
+# A second registry that requires a user and password (htpasswd), for the test that builds
+# and pulls function images with credentials (tests/cluster/registry_auth.py).
+AUTH_REGISTRY_PORT = 5001
 S3_PORT = 8333
 WEED_MASTER_PORT = 9333
 WEED_VOLUME_PORT = 8081
@@ -49,6 +52,7 @@ ARGOCD_REDIS_PORT = 6399
 GIT_DAEMON_PORT = 9418
 
 REGISTRY = f"{NODE_IP}:{REGISTRY_PORT}"
+AUTH_REGISTRY = f"{NODE_IP}:{AUTH_REGISTRY_PORT}"
 S3_BUCKET = "qiskit-serverless"
 S3_ENDPOINT = f"http://{NODE_IP}:{S3_PORT}"
 

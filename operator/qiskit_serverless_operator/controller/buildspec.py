@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import constants as c
 from ..config import OperatorConfig
+from . import registry_auth
 from .jobspec import (
     child_name,
     owner_reference,
@@ -62,6 +63,8 @@ def build_job(
     *,
     with_ca: bool,
     archive_url: str | None = None,
+    push_secret: str | None = None,
+    pull_secret: str | None = None,
 ) -> dict[str, Any]:
     meta = qf["metadata"]
     env = [
@@ -116,6 +119,11 @@ def build_job(
         ]
         volumes.append({"name": "ca", "configMap": {"name": CA_CONFIGMAP}})
         mounts.append({"name": "ca", "mountPath": "/etc/qso-ca", "readOnly": True})
+    if push_secret:
+        volume, mount, variable = registry_auth.push_mount(push_secret)
+        volumes.append(volume)
+        mounts.append(mount)
+        env.append(variable)
     container = {
         "name": "build",
         "image": cfg.builder_image,
@@ -132,6 +140,7 @@ def build_job(
         volumes,
         deadline=cfg.build_timeout_seconds,
         dns_policy="Default",
+        pull_secret=pull_secret,
     )
 
 
@@ -143,6 +152,7 @@ def _function_job(
     *,
     deadline: int,
     dns_policy: str = "ClusterFirst",
+    pull_secret: str | None = None,
 ) -> dict[str, Any]:
     """A one-pod Job owned by the function, locked down like job pods."""
     meta = qf["metadata"]
@@ -176,13 +186,16 @@ def _function_job(
                     "containers": [
                         {**container, "securityContext": restricted_container_security()}
                     ],
+                    **({"imagePullSecrets": [{"name": pull_secret}]} if pull_secret else {}),
                 },
             },
         },
     }
 
 
-def check_job(qf: dict[str, Any], name: str, runtime_image: str) -> dict[str, Any]:
+def check_job(
+    qf: dict[str, Any], name: str, runtime_image: str, pull_secret: str | None = None
+) -> dict[str, Any]:
     """A pod that pulls the prebuilt image and, with the wrapper injected, checks it can run
     a job: Python, and the function's entrypoint or Qiskit Serverless' /runner/runner.py."""
     inject = wrapper_injection(runtime_image)
@@ -198,6 +211,8 @@ def check_job(qf: dict[str, Any], name: str, runtime_image: str) -> dict[str, An
         "volumeMounts": [inject["mount"]],
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}},
     }
-    job = _function_job(qf, name, container, [inject["volume"]], deadline=600)
+    job = _function_job(
+        qf, name, container, [inject["volume"]], deadline=600, pull_secret=pull_secret
+    )
     job["spec"]["template"]["spec"]["initContainers"] = [inject["init"]]
     return job

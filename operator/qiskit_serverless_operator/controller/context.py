@@ -38,6 +38,10 @@ class Context:
     # Job history: None when no archive is configured (retention.py).
     archive: Archive | None = None
     archive_schema_ready: bool = False
+    # Registry credentials (registry_auth.py): the sources as last read ("ns/name" ->
+    # (when, data)), and the pull Secret copied into each namespace (-> (digest, when)).
+    registry_sources: dict[str, tuple[float, dict[str, str]]] = field(default_factory=dict)
+    registry_copies: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     job_slots: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(JOB_RECONCILES_AT_ONCE)

@@ -23,7 +23,7 @@ from .. import constants as c
 from ..constants import FunctionPhase
 from ..kube import ApiError, Job, Pod, QiskitFunction, ServerlessJob
 from ..source import MAX_INLINE_SOURCE_BYTES
-from . import buildspec, catalog, jobspec
+from . import buildspec, catalog, jobspec, registry_auth
 from .conditions import conditions
 from .context import Context, get_context
 from .jobs import reconcile_job
@@ -217,9 +217,21 @@ async def _build(ctx: Context, qf: dict[str, Any], status: dict[str, Any]) -> di
             bundle = await asyncio.to_thread(Path(cfg.pip_ca_bundle).read_text)
             await ctx.kube.apply(buildspec.ca_configmap(ns, bundle))
             with_ca = True
-        await ctx.kube.create_or_get(
-            buildspec.build_job(qf, cfg, tag, with_ca=with_ca, archive_url=archive_url)
+        pull = await registry_auth.ensure_pull_secret(ctx, ns)
+        push = registry_auth.push_secret_name(job_name) if cfg.registry_push_secret else None
+        made, _ = await ctx.kube.create_or_get(
+            buildspec.build_job(
+                qf,
+                cfg,
+                tag,
+                with_ca=with_ca,
+                archive_url=archive_url,
+                push_secret=push,
+                pull_secret=pull,
+            )
         )
+        # Owned by the Job, so it goes with it; its pod waits for it to be mounted.
+        await registry_auth.push_secret(ctx, ns, made)
         return building
     done = {
         cond["type"]
@@ -294,7 +306,10 @@ async def _check_image(ctx: Context, qf: dict[str, Any], status: dict[str, Any])
     status = {**status, "buildTag": key}
     job = await ctx.kube.get(Job, job_name, ns)
     if job is None:
-        await ctx.kube.create_or_get(buildspec.check_job(qf, job_name, ctx.config.runtime_image))
+        pull = await registry_auth.ensure_pull_secret(ctx, ns)
+        await ctx.kube.create_or_get(
+            buildspec.check_job(qf, job_name, ctx.config.runtime_image, pull_secret=pull)
+        )
         return status
     failed = None
     for pod in await ctx.kube.list(Pod, ns, labels={"batch.kubernetes.io/job-name": job_name}):

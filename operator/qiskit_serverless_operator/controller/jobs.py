@@ -26,7 +26,7 @@ from ..archive.errors import ArchiveUnavailable
 from ..constants import JobPhase, QueueReason
 from ..kube import ApiError, Job, Pod, Secret, ServerlessJob
 from ..runtime import logsplit
-from . import access, job_endpoint, jobspec, pod_tokens, runtime_cancel, usage
+from . import access, job_endpoint, jobspec, pod_tokens, registry_auth, runtime_cancel, usage
 from .catalog import find_function
 from .conditions import conditions, now_iso
 from .context import Context, get_context
@@ -341,9 +341,10 @@ async def _start(ctx: Context, sj: dict[str, Any], qf: dict[str, Any]) -> None:
         await ctx.kube.patch_status(
             ServerlessJob, meta["name"], meta["namespace"], {"tokenSha256": digest}
         )
+    pull = await registry_auth.ensure_pull_secret(ctx, jobspec.placement(sj).namespace)
     try:
         batch, _ = await ctx.kube.create_or_get(
-            jobspec.batch_job(sj, qf, cfg, arguments_secret=args_secret)
+            jobspec.batch_job(sj, qf, cfg, arguments_secret=args_secret, pull_secret=pull)
         )
     except ApiError as exc:
         if exc.status.code != 422:

@@ -341,6 +341,7 @@ def batch_job(
     cfg: OperatorConfig,
     *,
     arguments_secret: str,
+    pull_secret: str | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job that runs the program once: deadline, TTL and one pod, no retries.
     ``arguments_secret`` holds the arguments under ARGUMENTS_FILE: the runtime Secret, or a
@@ -486,6 +487,7 @@ def batch_job(
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 10,
+                    **({"imagePullSecrets": [{"name": pull_secret}]} if pull_secret else {}),
                     "volumes": volumes,
                     "securityContext": restricted_pod_security(),
                     **({"initContainers": init_containers} if init_containers else {}),
