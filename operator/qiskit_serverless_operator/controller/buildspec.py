@@ -22,10 +22,18 @@ from .jobspec import (
 CA_CONFIGMAP = "qso-build-ca"
 
 
+def base_identity(base_image: str) -> str:
+    """What names the base image's content: its digest when the reference pins one (a new
+    operator release whose runtime image is byte for byte the same rebuilds nothing, whatever
+    its repository or tag), else the reference itself."""
+    _, at, digest = base_image.partition("@")
+    return digest if at else base_image
+
+
 def build_tag(base_image: str, spec: dict[str, Any]) -> str:
     """Content hash of what goes into the image: the same inputs never build twice."""
     material = {
-        "base": base_image,
+        "base": base_identity(base_image),
         "dependencies": sorted(spec.get("dependencies") or []),
         "entrypoint": spec.get("entrypoint"),
         "files": (spec.get("source") or {}).get("files") or {},

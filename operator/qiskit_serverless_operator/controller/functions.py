@@ -176,6 +176,16 @@ async def reconcile_function(namespace: str, name: str) -> None:
     await _wake_jobs(ctx, namespace, body["spec"]["title"], body["spec"].get("provider"))
 
 
+def rebuilding(old: dict[str, Any], digest: str) -> bool:
+    """A Ready built function whose source is unchanged: only its base image moved."""
+    return bool(
+        old.get("phase") == FunctionPhase.READY
+        and old.get("reason") in ("Built", "Rebuilding", "RebuildFailed")
+        and old.get("image")
+        and old.get("sourceDigest") == digest
+    )
+
+
 async def _build(ctx: Context, qf: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
     """Start, follow or finish the image build for ``qf``; return the status to write."""
     cfg = ctx.config
@@ -187,11 +197,14 @@ async def _build(ctx: Context, qf: dict[str, Any], status: dict[str, Any]) -> di
         return {
             **status,
             "phase": FunctionPhase.READY.value,
-            "reason": "Built",
+            "reason": old.get("reason") or "Built",
             "message": old.get("message", "built"),
             "image": old.get("image"),
             "buildTag": tag,
         }
+    # Only the runtime image changed (an operator upgrade): the function keeps running on its
+    # old image, pinned by digest, while the new one builds; a failed rebuild keeps it.
+    rebuild = rebuilding(old, status["sourceDigest"])
     target = buildspec.target_image(cfg, qf, tag)
     job_name = buildspec.build_job_name(meta["name"], tag)
     archive = (qf["spec"].get("source") or {}).get("archive")
@@ -208,6 +221,16 @@ async def _build(ctx: Context, qf: dict[str, Any], status: dict[str, Any]) -> di
         "reason": "Building",
         "message": f"building {target} (build Job {job_name})",
     }
+    if rebuild:
+        building = {
+            **status,
+            "phase": FunctionPhase.READY.value,
+            "reason": "Rebuilding",
+            "message": f"runs {old['image']}; building {target} on the new runtime image "
+            f"(build Job {job_name})",
+            "image": old["image"],
+            "buildTag": old.get("buildTag"),
+        }
     job = await ctx.kube.get(Job, job_name, ns)
     if job is None:
         if not archive:
@@ -269,6 +292,16 @@ async def _build(ctx: Context, qf: dict[str, Any], status: dict[str, Any]) -> di
             if cond.get("type") == "Failed"
         ]
         error = reasons[0] if reasons else "the build Job failed"
+    if rebuild:
+        return {
+            **status,
+            "phase": FunctionPhase.READY.value,
+            "reason": "RebuildFailed",
+            "message": f"runs {old['image']}; the rebuild on the new runtime image failed: "
+            f"{error} (logs: kubectl -n {ns} logs job/{job_name})",
+            "image": old["image"],
+            "buildTag": tag,
+        }
     return {
         **status,
         "phase": FunctionPhase.FAILED.value,
