@@ -494,6 +494,10 @@ def operator_start(cluster: dict[str, Any], dsn: str, namespace: str, label: str
     handled_seconds = time.monotonic() - started
     wait_idle(op)
     memory = settled_rss(op)
+    # Only a start that is still running measured anything (a dead one's job was handled by
+    # some other operator).
+    if operator.proc.poll() is not None:
+        raise RuntimeError(f"the measured operator exited; see {operator.log_path}")
     operator.stop()
     custom.delete_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.JOB_PLURAL, sentinel)
     return {"start_seconds": handled_seconds, **memory}

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -126,6 +127,33 @@ def wait_pod_finished(
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def harness(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m tests.cluster ARGS` as a user runs it (install, uninstall, ...)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tests.cluster", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def delete_jobs_and_functions(cluster: dict[str, Any], namespace: str) -> None:
+    """Every ServerlessJob and QiskitFunction of ``namespace``, waiting for them to go (an
+    operator must be running to release their finalizers)."""
+    kubectl(
+        cluster,
+        "-n",
+        namespace,
+        "delete",
+        "sj,qf",
+        "--all",
+        "--wait",
+        "--timeout=180s",
+        check=False,
+    )
+
+
 def kubectl(
     cluster: dict[str, Any], *args: str, input: str | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
@@ -172,8 +200,18 @@ class OperatorProcess:
         # Served by the operator's startup handler: kopf's liveness endpoint answers before
         # startup has finished (and while a failed startup waits to be retried).
         self.job_endpoint = f"http://{cluster['node_ip']}:{ports[0]}/healthz"
+        self.addresses = [
+            ("127.0.0.1", ports[1]),
+            (cluster["node_ip"], ports[0]),
+            ("127.0.0.1", ports[2]),
+        ]
 
     def start(self) -> None:
+        # Another process on these ports would answer the health checks in its place.
+        for host, port in self.addresses:
+            with socket.socket() as probe:
+                if probe.connect_ex((host, port)) == 0:
+                    pytest.fail(f"{host}:{port} is taken: another operator still runs?")
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -202,9 +240,15 @@ class OperatorProcess:
             except OSError:
                 return False
 
-        wait_until(
-            healthy, timeout=60, what="the operator's liveness and job endpoints", interval=0.5
-        )
+        try:
+            wait_until(
+                healthy, timeout=60, what="the operator's liveness and job endpoints", interval=0.5
+            )
+        except BaseException:
+            # Never leave a half-started operator behind: it would hold the ports and act on
+            # the cluster through every later test (and benchmark).
+            self.kill()
+            raise
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no finalizers, exactly like a crashed pod."""

@@ -12,12 +12,17 @@ the e2e tier (pytest collects this folder before the others), while nothing is i
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 from tests.in_cluster import PEERING, operator_pods
-from tests.kube import REPO_ROOT, kubectl, session_operator_paused, wait_until
+from tests.kube import (
+    REPO_ROOT,
+    delete_jobs_and_functions,
+    harness,
+    kubectl,
+    session_operator_paused,
+    wait_until,
+)
 
 OUR_CRDS = (
     "qiskitfunctions.serverless.qiskit.org",
@@ -26,16 +31,6 @@ OUR_CRDS = (
     "clusterkopfpeerings.kopf.dev",
     "kopfpeerings.kopf.dev",
 )
-
-
-def _harness(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tests.cluster", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 def _served(cluster: dict[str, Any]) -> set[str]:
@@ -47,14 +42,14 @@ def test_first_install_on_a_cluster_without_our_crds_runs_a_job(
     cluster: dict[str, Any], crds: None, namespace: str
 ) -> None:
     with session_operator_paused():
-        removed = _harness("uninstall", "--api")
+        removed = harness("uninstall", "--api")
         assert removed.returncode == 0, removed.stderr
         assert not _served(cluster) & set(OUR_CRDS)
         policies = kubectl(cluster, "get", "validatingadmissionpolicies", "-o", "name").stdout
         assert "serverlessjob-submitter" not in policies
 
         try:
-            installed = _harness("install")
+            installed = harness("install")
             assert installed.returncode == 0, installed.stderr + installed.stdout
             assert set(OUR_CRDS) <= _served(cluster)
 
@@ -86,15 +81,5 @@ def test_first_install_on_a_cluster_without_our_crds_runs_a_job(
             )
             assert sj["status"]["result"]["key"], sj["status"]
         finally:
-            kubectl(
-                cluster,
-                "-n",
-                namespace,
-                "delete",
-                "sj,qf",
-                "--all",
-                "--wait",
-                "--timeout=120s",
-                check=False,
-            )
-            _harness("uninstall")
+            delete_jobs_and_functions(cluster, namespace)
+            harness("uninstall")
