@@ -16,7 +16,7 @@ import pytest
 from tests.kube import api_client, cluster, core, crds, namespace, operator  # noqa: F401
 
 # A folder of that name puts its tests in the tier (e2e/kueue is both e2e and kueue).
-_TIERS = ("unit", "integration", "e2e", "kueue", "gitops", "helm", "multinode")
+_TIERS = ("unit", "integration", "e2e", "kueue", "gitops", "helm", "upgrade", "multinode")
 
 
 # Tiers that run a component built for them (Kueue, Argo CD, Helm) go last: scripts/test builds

@@ -127,6 +127,20 @@ def wait_pod_finished(
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+OUR_CRDS = (
+    "qiskitfunctions.serverless.qiskit.org",
+    "serverlessjobs.serverless.qiskit.org",
+    "serverlessqueues.serverless.qiskit.org",
+    "clusterkopfpeerings.kopf.dev",
+    "kopfpeerings.kopf.dev",
+)
+
+
+def served_crds(cluster: dict[str, Any]) -> set[str]:
+    out = kubectl(cluster, "get", "crd", "-o", "name").stdout.split()
+    return {name.split("/", 1)[1] for name in out}
+
+
 def harness(*args: str) -> subprocess.CompletedProcess[str]:
     """`python -m tests.cluster ARGS` as a user runs it (install, uninstall, ...)."""
     return subprocess.run(

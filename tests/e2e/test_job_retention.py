@@ -68,6 +68,12 @@ def test_a_finished_job_is_archived_then_deleted_with_its_secrets(
         timeout=60,
         what="its Secrets and batch Job gone with it",
     )
+    # The fair-share ledger kept its run: usage outlives the job it came from.
+    queue = api.get_cluster_custom_object(c.GROUP, c.VERSION, c.QUEUE_PLURAL, c.QUEUE_NAME)
+    assert uid in queue["status"]["accountedJobs"]
+    annotations = short["metadata"]["annotations"]
+    user = annotations.get(c.ANNOTATION_SUBMITTER) or c.namespace_user(namespace)
+    assert queue["status"]["ledger"][user]["seconds"] > 0
     # Its result stays for the archive; the job with the long TTL stays live.
     assert json.loads(read_object(cluster, short["status"]["result"])) == {"v": 1}
     assert not _gone(api, namespace, "long")

@@ -16,26 +16,15 @@ from typing import Any
 
 from tests.in_cluster import PEERING, operator_pods
 from tests.kube import (
+    OUR_CRDS,
     REPO_ROOT,
     delete_jobs_and_functions,
     harness,
     kubectl,
+    served_crds,
     session_operator_paused,
     wait_until,
 )
-
-OUR_CRDS = (
-    "qiskitfunctions.serverless.qiskit.org",
-    "serverlessjobs.serverless.qiskit.org",
-    "serverlessqueues.serverless.qiskit.org",
-    "clusterkopfpeerings.kopf.dev",
-    "kopfpeerings.kopf.dev",
-)
-
-
-def _served(cluster: dict[str, Any]) -> set[str]:
-    out = kubectl(cluster, "get", "crd", "-o", "name").stdout.split()
-    return {name.split("/", 1)[1] for name in out}
 
 
 def test_first_install_on_a_cluster_without_our_crds_runs_a_job(
@@ -44,14 +33,14 @@ def test_first_install_on_a_cluster_without_our_crds_runs_a_job(
     with session_operator_paused():
         removed = harness("uninstall", "--api")
         assert removed.returncode == 0, removed.stderr
-        assert not _served(cluster) & set(OUR_CRDS)
+        assert not served_crds(cluster) & set(OUR_CRDS)
         policies = kubectl(cluster, "get", "validatingadmissionpolicies", "-o", "name").stdout
         assert "serverlessjob-submitter" not in policies
 
         try:
             installed = harness("install")
             assert installed.returncode == 0, installed.stderr + installed.stdout
-            assert set(OUR_CRDS) <= _served(cluster)
+            assert set(OUR_CRDS) <= served_crds(cluster)
 
             # The operator made its peering object, and both replicas take part in it.
             def both_peers() -> dict[str, Any] | None:

@@ -1,0 +1,141 @@
+"""The operator installed by Argo CD on a cluster that never had our CRDs: the Application of
+manifests/argocd/application-operator.yaml, pointed at a git copy of this tree's
+manifests/overlays/local (with the site values `up` wrote). Argo CD applies the CRDs in their
+sync wave, then the rest; the operator makes its own peering object; a job runs. Deleting the
+Application removes the install and leaves the CRDs and every job (their `Delete=false`
+sync option), as `helm uninstall` does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.cluster import argocd as argocd_install
+from tests.cluster.cluster import kubectl as cluster_kubectl
+from tests.cluster.config import Paths
+from tests.cluster.install import NAMESPACE
+from tests.cluster.operator_local import apply_api
+from tests.e2e.gitops.conftest import GitRepo
+from tests.in_cluster import write_local_overlay
+from tests.kube import (
+    OUR_CRDS,
+    REPO_ROOT,
+    delete_jobs_and_functions,
+    harness,
+    kubectl,
+    served_crds,
+    session_operator_paused,
+    wait_until,
+)
+
+APP = "qiskit-serverless-operator"
+
+
+def _tree(cluster: dict[str, Any]) -> dict[str, str]:
+    """What the git repository holds: crds/ and manifests/ as in this tree, with the local
+    overlay's generated site values."""
+    write_local_overlay(cluster)
+    files: dict[str, str] = {}
+    for folder in ("crds", "manifests/base", "manifests/overlays/local"):
+        for path in sorted((REPO_ROOT / folder).rglob("*")):
+            if path.is_file():
+                files[str(path.relative_to(REPO_ROOT))] = path.read_text()
+    return files
+
+
+def _application(repo: str) -> dict[str, Any]:
+    path = REPO_ROOT / "manifests" / "argocd" / "application-operator.yaml"
+    app = yaml.safe_load(path.read_text())
+    app["metadata"]["namespace"] = argocd_install.NAMESPACE
+    app["spec"]["source"]["repoURL"] = argocd_install.git_url(repo)
+    app["spec"]["source"]["path"] = "manifests/overlays/local"
+    return app
+
+
+def _synced_healthy(paths: Paths) -> dict[str, Any] | None:
+    status = (argocd_install.app_json(paths, APP) or {}).get("status") or {}
+    sync, health = status.get("sync") or {}, (status.get("health") or {}).get("status")
+    return status if sync.get("status") == "Synced" and health == "Healthy" else None
+
+
+def test_argo_cd_installs_the_operator_on_a_cluster_without_our_crds(
+    cluster: dict[str, Any], crds: None, namespace: str, argocd: Paths, tmp_path: Path
+) -> None:
+    repo = GitRepo(argocd, f"install-{namespace.rsplit('-', 1)[1]}", tmp_path / "work")
+    with session_operator_paused():
+        try:
+            removed = harness("uninstall", "--api")
+            assert removed.returncode == 0, removed.stderr
+            assert not served_crds(cluster) & set(OUR_CRDS)
+            repo.commit("the operator's install", _tree(cluster))
+            created = cluster_kubectl(
+                argocd, "apply", "-f", "-", input=json.dumps(_application(repo.name)), check=False
+            )
+            assert created.returncode == 0, created.stderr
+            status = wait_until(
+                lambda: _synced_healthy(argocd),
+                timeout=420,
+                what="Argo CD reporting the operator's Application Synced and Healthy",
+                interval=3,
+            )
+            kinds = {(r["kind"], r["name"]) for r in status["resources"]}
+            assert ("CustomResourceDefinition", "serverlessjobs.serverless.qiskit.org") in kinds
+            assert ("Deployment", "qiskit-serverless-operator") in kinds
+            assert set(OUR_CRDS) <= served_crds(cluster)
+
+            applied = kubectl(cluster, "-n", namespace, "apply", "-f", str(REPO_ROOT / "examples"))
+            assert "serverlessjob.serverless.qiskit.org/hello created" in applied.stdout
+            kubectl(
+                cluster,
+                "-n",
+                namespace,
+                "wait",
+                "--for=jsonpath={.status.phase}=DONE",
+                "sj/hello",
+                "--timeout=300s",
+            )
+
+            # The Application deleted: the install goes, the CRDs and the job stay.
+            deleted = cluster_kubectl(
+                argocd,
+                "-n",
+                argocd_install.NAMESPACE,
+                "delete",
+                "application",
+                APP,
+                "--timeout=300s",
+                check=False,
+            )
+            assert deleted.returncode == 0, deleted.stderr
+            wait_until(
+                lambda: (
+                    kubectl(cluster, "get", "namespace", NAMESPACE, check=False).returncode != 0
+                ),
+                timeout=300,
+                what=f"namespace {NAMESPACE} removed with the Application",
+            )
+            assert set(OUR_CRDS) <= served_crds(cluster)
+            out = kubectl(cluster, "-n", namespace, "get", "sj/hello", "-o", "json").stdout
+            job = json.loads(out)
+            assert job["status"]["phase"] == "DONE"
+        finally:
+            cluster_kubectl(
+                argocd,
+                "-n",
+                argocd_install.NAMESPACE,
+                "delete",
+                "application",
+                APP,
+                "--ignore-not-found",
+                "--timeout=300s",
+                check=False,
+            )
+            shutil.rmtree(repo.bare, ignore_errors=True)
+            # The API as the session had it (the Application took the admission policy).
+            apply_api(Paths.from_env())
+    # The session's operator, running again, releases the job's finalizer.
+    delete_jobs_and_functions(cluster, namespace)
