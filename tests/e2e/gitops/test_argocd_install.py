@@ -1,9 +1,9 @@
 """The operator installed by Argo CD on a cluster that never had our CRDs: the Application of
-manifests/argocd/application-operator.yaml, pointed at a git copy of this tree's
-manifests/overlays/local (with the site values `up` wrote). Argo CD applies the CRDs in their
-sync wave, then the rest; the operator makes its own peering object; a job runs. Deleting the
-Application removes the install and leaves the CRDs and every job (their `Delete=false`
-sync option), as `helm uninstall` does."""
+manifests/argocd/application-operator.yaml, pointed at a git repository holding this tree's
+manifests/overlays/local rendered (with the site values `up` wrote). Argo CD applies the
+CRDs in their sync wave, then the rest; the operator makes its own peering object; a job
+runs. Deleting the Application removes the install and leaves the CRDs and every job (their
+`Delete=false` sync option), as `helm uninstall` does."""
 
 from __future__ import annotations
 
@@ -36,15 +36,13 @@ APP = "qiskit-serverless-operator"
 
 
 def _tree(cluster: dict[str, Any]) -> dict[str, str]:
-    """What the git repository holds: crds/ and manifests/ as in this tree, with the local
-    overlay's generated site values."""
+    """What the git repository holds: the local overlay rendered (`kubectl kustomize`, with
+    the site values `up` wrote), one file, as the rendered-manifests pattern keeps it. The
+    harness's Argo CD repo server has no kustomize binary of its own."""
     write_local_overlay(cluster)
-    files: dict[str, str] = {}
-    for folder in ("crds", "manifests/base", "manifests/overlays/local"):
-        for path in sorted((REPO_ROOT / folder).rglob("*")):
-            if path.is_file():
-                files[str(path.relative_to(REPO_ROOT))] = path.read_text()
-    return files
+    overlay = REPO_ROOT / "manifests" / "overlays" / "local"
+    rendered = kubectl(cluster, "kustomize", str(overlay)).stdout
+    return {"install/qiskit-serverless.yaml": rendered}
 
 
 def _application(repo: str) -> dict[str, Any]:
@@ -52,7 +50,7 @@ def _application(repo: str) -> dict[str, Any]:
     app = yaml.safe_load(path.read_text())
     app["metadata"]["namespace"] = argocd_install.NAMESPACE
     app["spec"]["source"]["repoURL"] = argocd_install.git_url(repo)
-    app["spec"]["source"]["path"] = "manifests/overlays/local"
+    app["spec"]["source"]["path"] = "install"
     return app
 
 
