@@ -141,6 +141,23 @@ def served_crds(cluster: dict[str, Any]) -> set[str]:
     return {name.split("/", 1)[1] for name in out}
 
 
+def run_examples(cluster: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """`kubectl apply -f examples/` as the README has it; the `hello` job once DONE."""
+    applied = kubectl(cluster, "-n", namespace, "apply", "-f", str(REPO_ROOT / "examples"))
+    assert "qiskitfunction.serverless.qiskit.org/hello created" in applied.stdout
+    assert "serverlessjob.serverless.qiskit.org/hello created" in applied.stdout
+    kubectl(
+        cluster,
+        "-n",
+        namespace,
+        "wait",
+        "--for=jsonpath={.status.phase}=DONE",
+        "sj/hello",
+        "--timeout=300s",
+    )
+    return json.loads(kubectl(cluster, "-n", namespace, "get", "sj/hello", "-o", "json").stdout)
+
+
 def harness(*args: str) -> subprocess.CompletedProcess[str]:
     """`python -m tests.cluster ARGS` as a user runs it (install, uninstall, ...)."""
     return subprocess.run(

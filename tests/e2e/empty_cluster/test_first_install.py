@@ -17,10 +17,10 @@ from typing import Any
 from tests.in_cluster import PEERING, operator_pods
 from tests.kube import (
     OUR_CRDS,
-    REPO_ROOT,
     delete_jobs_and_functions,
     harness,
     kubectl,
+    run_examples,
     served_crds,
     session_operator_paused,
     wait_until,
@@ -54,20 +54,7 @@ def test_first_install_on_a_cluster_without_our_crds_runs_a_job(
             labels = peering["metadata"].get("labels") or {}
             assert labels.get("app.kubernetes.io/managed-by") == "qiskit-serverless-operator"
 
-            applied = kubectl(cluster, "-n", namespace, "apply", "-f", str(REPO_ROOT / "examples"))
-            assert "serverlessjob.serverless.qiskit.org/hello created" in applied.stdout
-            kubectl(
-                cluster,
-                "-n",
-                namespace,
-                "wait",
-                "--for=jsonpath={.status.phase}=DONE",
-                "sj/hello",
-                "--timeout=300s",
-            )
-            sj = json.loads(
-                kubectl(cluster, "-n", namespace, "get", "sj/hello", "-o", "json").stdout
-            )
+            sj = run_examples(cluster, namespace)
             assert sj["status"]["result"]["key"], sj["status"]
         finally:
             delete_jobs_and_functions(cluster, namespace)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from tests.kube import (
     delete_jobs_and_functions,
     harness,
     kubectl,
+    run_examples,
     served_crds,
     session_operator_paused,
     wait_until,
@@ -52,6 +54,21 @@ def _application(repo: str) -> dict[str, Any]:
     app["spec"]["source"]["repoURL"] = argocd_install.git_url(repo)
     app["spec"]["source"]["path"] = "install"
     return app
+
+
+def _delete_application(paths: Paths, *flags: str) -> subprocess.CompletedProcess[str]:
+    """Delete the Application, waiting for its finalizer to remove what it synced."""
+    return cluster_kubectl(
+        paths,
+        "-n",
+        argocd_install.NAMESPACE,
+        "delete",
+        "application",
+        APP,
+        *flags,
+        "--timeout=300s",
+        check=False,
+    )
 
 
 def _synced_healthy(paths: Paths) -> dict[str, Any] | None:
@@ -85,29 +102,10 @@ def test_argo_cd_installs_the_operator_on_a_cluster_without_our_crds(
             assert ("Deployment", "qiskit-serverless-operator") in kinds
             assert set(OUR_CRDS) <= served_crds(cluster)
 
-            applied = kubectl(cluster, "-n", namespace, "apply", "-f", str(REPO_ROOT / "examples"))
-            assert "serverlessjob.serverless.qiskit.org/hello created" in applied.stdout
-            kubectl(
-                cluster,
-                "-n",
-                namespace,
-                "wait",
-                "--for=jsonpath={.status.phase}=DONE",
-                "sj/hello",
-                "--timeout=300s",
-            )
+            run_examples(cluster, namespace)
 
             # The Application deleted: the install goes, the CRDs and the job stay.
-            deleted = cluster_kubectl(
-                argocd,
-                "-n",
-                argocd_install.NAMESPACE,
-                "delete",
-                "application",
-                APP,
-                "--timeout=300s",
-                check=False,
-            )
+            deleted = _delete_application(argocd)
             assert deleted.returncode == 0, deleted.stderr
             wait_until(
                 lambda: (
@@ -121,17 +119,7 @@ def test_argo_cd_installs_the_operator_on_a_cluster_without_our_crds(
             job = json.loads(out)
             assert job["status"]["phase"] == "DONE"
         finally:
-            cluster_kubectl(
-                argocd,
-                "-n",
-                argocd_install.NAMESPACE,
-                "delete",
-                "application",
-                APP,
-                "--ignore-not-found",
-                "--timeout=300s",
-                check=False,
-            )
+            _delete_application(argocd, "--ignore-not-found")
             shutil.rmtree(repo.bare, ignore_errors=True)
             # The API as the session had it (the Application took the admission policy).
             apply_api(Paths.from_env())

@@ -12,7 +12,7 @@ from typing import Any
 from tests.cluster.install import DEPLOYMENT, NAMESPACE
 from tests.e2e.test_walkthrough import check_walkthrough_record, load_walkthrough
 from tests.in_cluster import active_replica, operator_pods, ready
-from tests.kube import REPO_ROOT, kubectl, wait_until
+from tests.kube import kubectl, run_examples, wait_until
 
 
 def test_operator_pods_are_ready_non_root_and_read_only(
@@ -62,18 +62,7 @@ def test_kubectl_apply_examples_on_the_fresh_install(
     cluster: dict[str, Any], namespace: str, in_cluster: list[str]
 ) -> None:
     in_cluster.append(namespace)
-    applied = kubectl(cluster, "-n", namespace, "apply", "-f", str(REPO_ROOT / "examples"))
-    assert "qiskitfunction.serverless.qiskit.org/hello created" in applied.stdout
-    assert "serverlessjob.serverless.qiskit.org/hello created" in applied.stdout
-    kubectl(
-        cluster,
-        "-n",
-        namespace,
-        "wait",
-        "--for=jsonpath={.status.phase}=DONE",
-        "sj/hello",
-        "--timeout=300s",
-    )
+    run_examples(cluster, namespace)
     table = kubectl(cluster, "-n", namespace, "get", "qiskit").stdout
     assert "qiskitfunction.serverless.qiskit.org/hello" in table
     assert "serverlessjob.serverless.qiskit.org/hello" in table
