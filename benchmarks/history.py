@@ -64,7 +64,7 @@ from benchmarks.queue_burst import (  # noqa: E402
 )
 from qiskit_serverless_operator import constants as c  # noqa: E402
 from tests.cluster.install import NAMESPACE, site_settings  # noqa: E402
-from tests.in_cluster import service_account_token  # noqa: E402
+from tests.in_cluster import operator_pods, service_account_token  # noqa: E402
 from tests.kube import kubectl, wait_until  # noqa: E402
 
 USER_SA = "bench"
@@ -119,21 +119,11 @@ def scale_operator(cluster: dict[str, Any], replicas: int) -> None:
         kubectl(cluster, "-n", NAMESPACE, "rollout", "status", deployment, "--timeout=300s")
         return
 
-    def gone() -> bool:
-        out = kubectl(
-            cluster,
-            "-n",
-            NAMESPACE,
-            "get",
-            "pods",
-            "-o",
-            "name",
-            "-l",
-            "app.kubernetes.io/component=operator",
-        )
-        return not out.stdout.strip()
-
-    wait_until(gone, timeout=120, what="the in-cluster operator's pods gone")
+    wait_until(
+        lambda: not operator_pods(cluster),
+        timeout=120,
+        what="the in-cluster operator's pods gone",
+    )
 
 
 def token_client(api_client: client.ApiClient, token: str) -> client.ApiClient:
